@@ -1,0 +1,101 @@
+"""Input checks shared by every public boundary.
+
+Each check raises ``ValueError`` whose message names the offending argument and says what
+would be accepted, so a typo in a config never surfaces as a stack trace from inside torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def choose(kind: str, name: str, registry: Mapping[str, T]) -> T:
+    """Return ``registry[name]`` or raise a ValueError listing the valid names.
+
+    >>> choose("solver", "rk4", {"rk4": 4})
+    4
+    """
+    if not isinstance(name, str) or name not in registry:
+        valid = ", ".join(sorted(registry))
+        raise ValueError(f"unknown {kind} {name!r}; valid {kind}s are: {valid}")
+    return registry[name]
+
+
+def check_tensor(x: Any, name: str) -> torch.Tensor:
+    """Require a torch.Tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Require every entry of ``x`` to be finite (no NaN, no inf)."""
+    check_tensor(x, name)
+    if x.is_floating_point() and not bool(torch.isfinite(x.detach()).all()):
+        bad = int((~torch.isfinite(x.detach())).sum())
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf); clean the input")
+    return x
+
+
+def check_time(t: torch.Tensor, name: str = "t") -> torch.Tensor:
+    """Require times in the closed interval [0, 1] (t = 0 noise, t = 1 data)."""
+    check_tensor(t, name)
+    check_finite(t, name)
+    if t.numel():
+        lo, hi = float(t.detach().min()), float(t.detach().max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"{name} must lie in [0, 1] (t = 0 is noise, t = 1 is data); "
+                f"got values in [{lo:.4g}, {hi:.4g}]"
+            )
+    return t
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Require two tensors of identical shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape; "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_batch_time(t: torch.Tensor | float, x: torch.Tensor, name: str = "t") -> torch.Tensor:
+    """Return ``t`` as a (B,) tensor for a batch ``x`` of shape (B, *D).
+
+    A Python float or a 0-dim tensor is broadcast to the batch; a (B,) tensor must match.
+    """
+    if not isinstance(t, torch.Tensor):
+        if isinstance(t, (int, float)):
+            t = torch.tensor(float(t))
+        else:
+            raise ValueError(f"{name} must be a float or a tensor, got {type(t).__name__}")
+    if x.dim() < 1:
+        raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
+    t = t.to(dtype=x.dtype, device=x.device)
+    if t.dim() == 0:
+        t = t.expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(
+            f"{name} must be a scalar or have shape (B,) = ({x.shape[0]},); got {tuple(t.shape)}"
+        )
+    return check_time(t, name)
+
+
+def check_callable(f: Any, name: str) -> Callable[..., Any]:
+    """Require a callable (a function or an nn.Module)."""
+    if not callable(f):
+        raise ValueError(f"{name} must be callable as {name}(t, x), got {type(f).__name__}")
+    return f  # type: ignore[no-any-return]
+
+
+def check_positive(value: float, name: str) -> float:
+    """Require a finite, strictly positive number."""
+    if not isinstance(value, (int, float)) or not value > 0 or value != value:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)

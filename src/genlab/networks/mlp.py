@@ -1,0 +1,145 @@
+"""Time-conditioned MLP for low-dimensional data (2D toys, tabular, flattened vectors).
+
+Architecture (``c`` is the conditioning vector, ``depth`` hidden layers of ``width`` units)::
+
+    c   = time_embedding(t) [+ class_embedding(y)]          # (B, time_dim)
+    h_1 = act(W_1 [x, c] + b_1)                             # (B, width)   concat at the input
+    h_k = act(W_k h_{k-1} + b_k + P_k c),  k = 2..depth     # (B, width)   added per layer
+    out = W_out h_depth + b_out                             # (B, out_dim)
+
+The time features are concatenated to the input (the common flow-matching toy MLP, e.g.
+Lipman et al., 2023; Tong et al., 2024) *and* added to every later hidden layer through a
+learned projection ``P_k``, so the dependence on t does not have to survive ``depth``
+nonlinearities. The output layer is not zero-initialised: at low dimension a random start
+trains as well and keeps the gradient path to every layer open from the first step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from genlab._validate import check_batch_time, check_tensor, choose
+from genlab.networks.embeddings import (
+    TIME_EMBEDDINGS,
+    ClassEmbedding,
+    _check_positive_int,
+    _class_conditioning,
+)
+
+__all__ = ["ACTIVATIONS", "MLPConfig", "TimeMLP"]
+
+ACTIVATIONS: Mapping[str, type[nn.Module]] = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+}
+"""Activation modules by name; each is constructed without arguments."""
+
+
+@dataclass
+class MLPConfig:
+    """Configuration of :class:`TimeMLP`. Validated on construction."""
+
+    dim: int  # data dimension D: x has shape (B, D)
+    width: int = 256  # units per hidden layer
+    depth: int = 4  # number of hidden layers (>= 1)
+    activation: str = "silu"  # one of ACTIVATIONS: silu, relu, gelu, tanh, elu, softplus
+    time_embedding: str = "sinusoidal"  # one of TIME_EMBEDDINGS: sinusoidal, fourier
+    time_dim: int = 64  # size of the time (and class) embedding; even
+    out_dim: int | None = None  # output dimension; None means dim (a vector field on R^D)
+    # None: unconditional. Otherwise labels y in {0..num_classes-1}; the embedding table has
+    # one more row, index num_classes, the "no label" token used when y is None or y == -1.
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive_int(self.dim, "MLPConfig.dim")
+        _check_positive_int(self.width, "MLPConfig.width")
+        _check_positive_int(self.depth, "MLPConfig.depth")
+        choose("activation", self.activation, ACTIVATIONS)
+        choose("time embedding", self.time_embedding, TIME_EMBEDDINGS)
+        _check_positive_int(self.time_dim, "MLPConfig.time_dim")
+        if self.time_dim % 2:
+            raise ValueError(f"MLPConfig.time_dim must be even, got {self.time_dim}")
+        if self.out_dim is not None:
+            _check_positive_int(self.out_dim, "MLPConfig.out_dim")
+        if self.num_classes is not None:
+            _check_positive_int(self.num_classes, "MLPConfig.num_classes")
+
+    @property
+    def output_dim(self) -> int:
+        """The resolved output dimension (``out_dim`` or ``dim``)."""
+        return self.dim if self.out_dim is None else self.out_dim
+
+
+class TimeMLP(nn.Module):
+    """MLP ``f(x, t[, y])`` for vectors x of shape (B, dim); see the module docstring.
+
+    Shapes: x (B, dim), t scalar or (B,) in [0, 1], y (B,) long or None -> (B, out_dim).
+
+    >>> net = TimeMLP(MLPConfig(dim=2, width=16, depth=2))
+    >>> net(torch.randn(5, 2), 0.5).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(self, config: MLPConfig) -> None:
+        super().__init__()
+        if not isinstance(config, MLPConfig):
+            raise ValueError(f"TimeMLP expects an MLPConfig, got {type(config).__name__}")
+        self.config = config
+        act = choose("activation", config.activation, ACTIVATIONS)
+        self.time_embed = choose("time embedding", config.time_embedding, TIME_EMBEDDINGS)(
+            config.time_dim
+        )
+        self.class_embed = (
+            ClassEmbedding(config.num_classes, config.time_dim)
+            if config.num_classes is not None
+            else None
+        )
+        self.input_layer = nn.Linear(config.dim + config.time_dim, config.width)
+        self.hidden_layers = nn.ModuleList(
+            nn.Linear(config.width, config.width) for _ in range(config.depth - 1)
+        )
+        self.cond_projections = nn.ModuleList(
+            nn.Linear(config.time_dim, config.width) for _ in range(config.depth - 1)
+        )
+        self.act = act()
+        self.output_layer = nn.Linear(config.width, config.output_dim)
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Evaluate the network.
+
+        Args:
+            x: points, shape (B, dim).
+            t: times in [0, 1], a float, a 0-dim tensor or shape (B,).
+            y: class labels (B,) long with -1 meaning "no label", or None (all "no label").
+               Only for a network built with ``num_classes``.
+
+        Returns:
+            Tensor of shape (B, out_dim).
+        """
+        check_tensor(x, "x")
+        dim = self.config.dim
+        if x.dim() != 2 or x.shape[1] != dim:
+            raise ValueError(
+                f"TimeMLP expects x of shape (B, dim) = (B, {dim}); got {tuple(x.shape)} "
+                "(flatten images with x.flatten(1) and set MLPConfig(dim=...) to match)"
+            )
+        # check_batch_time accepts floats too; its annotation only says Tensor.
+        t = check_batch_time(t, x)  # (B,)
+        c = self.time_embed(t)  # (B, time_dim)
+        label = _class_conditioning(self.class_embed, y, x.shape[0], "TimeMLP")
+        if label is not None:
+            c = c + label.to(c)  # (B, time_dim)
+        h = self.act(self.input_layer(torch.cat([x, c], dim=-1)))  # (B, width)
+        for layer, proj in zip(self.hidden_layers, self.cond_projections, strict=True):
+            h = self.act(layer(h) + proj(c))  # (B, width)
+        return self.output_layer(h)  # (B, out_dim)
