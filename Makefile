@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+demo: $(STAMP)
+	$(VENV)/bin/genlab demo
+
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 

@@ -10,7 +10,9 @@ import pytest
 
 import genlab
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(genlab.__path__, "genlab."))
+MODULES = sorted(
+    m.name for m in pkgutil.walk_packages(genlab.__path__, "genlab.") if m.name != "genlab.__main__"
+)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,131 @@
+"""From a validated :class:`~genlab.config.Config` to data sets, networks and models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from genlab.config import Config, ConfigError, DataConfig
+from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, load_mnist, make_toy
+from genlab.data.images import ImageDataset
+from genlab.models import FlowMatching
+from genlab.networks import MLPConfig, TimeMLP, UNet, UNetConfig
+from genlab.paths import GaussianPath, make_schedule
+
+IMAGE_SETS = ("digits", "mnist", "cifar10")
+FILE_SETS = ("array", "npy", "csv")
+
+
+def data_names() -> list[str]:
+    """Every valid ``data.name``."""
+    return sorted([*TOY_DATASETS, *IMAGE_SETS, *FILE_SETS])
+
+
+def build_dataset(cfg: DataConfig, split: str | None = None) -> Any:
+    """The data set named by ``cfg`` (toys are generated, digits ship, files are read)."""
+    name, split = cfg.name, split or cfg.split
+    if name in TOY_DATASETS:
+        return make_toy(name)
+    if name == "digits":
+        return load_digits(split)
+    if name in ("mnist", "cifar10", *FILE_SETS) and not cfg.path:
+        what = (
+            "a .npy or .csv file of shape (N, D)" if name in FILE_SETS else f"the {name} directory"
+        )
+        raise ConfigError(f"data.name={name} needs data.path=... pointing to {what}")
+    if name == "mnist":
+        return load_mnist(cfg.path, split)
+    if name == "cifar10":
+        return load_cifar10(cfg.path, split)
+    if name in FILE_SETS:
+        return load_array(cfg.path)
+    raise ConfigError(f"data.name={name!r} is not valid; choose one of: {', '.join(data_names())}")
+
+
+def data_shape(dataset: Any) -> tuple[int, ...]:
+    """Shape of one sample: (D,) for vectors, (C, H, W) for images."""
+    if isinstance(dataset, ImageDataset):
+        return tuple(dataset.shape)
+    return (int(dataset.dim),)
+
+
+def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) -> nn.Module:
+    """A TimeMLP for vectors or a UNet for images, as configured."""
+    net = cfg.model.net
+    classes = num_classes if net.class_conditional else None
+    if net.class_conditional and num_classes is None:
+        raise ConfigError(
+            "model.net.class_conditional=true needs a labelled data set (digits, mnist, cifar10)"
+        )
+    if net.kind == "mlp":
+        if len(shape) != 1:
+            raise ConfigError(
+                f"model.net.kind=mlp needs vector data, got samples of shape {shape}; "
+                "use model.net.kind=unet"
+            )
+        return TimeMLP(
+            MLPConfig(
+                dim=shape[0],
+                width=net.width,
+                depth=net.depth,
+                activation=net.activation,
+                time_embedding=net.time_embedding,
+                time_dim=net.time_dim,
+                num_classes=classes,
+            )
+        )
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ConfigError(
+            f"model.net.kind=unet needs square images (C, H, H), got samples of shape {shape}"
+        )
+    return UNet(
+        UNetConfig(
+            in_channels=shape[0],
+            image_size=shape[1],
+            base_channels=net.base_channels,
+            channel_mults=net.channel_mults,
+            num_res_blocks=net.num_res_blocks,
+            time_dim=net.time_dim,
+            dropout=net.dropout,
+            num_classes=classes,
+            attention=net.attention,
+            time_embedding=net.time_embedding,
+        )
+    )
+
+
+def build_model(
+    cfg: Config, shape: tuple[int, ...], num_classes: int | None = None
+) -> FlowMatching:
+    """The configured model, initialised from ``cfg.train.seed`` (global RNG left untouched)."""
+    try:
+        schedule = make_schedule(cfg.model.path, **cfg.model.path_args)
+    except ValueError as err:
+        raise ConfigError(f"model.path_args: {err}") from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        try:
+            net = build_network(cfg, shape, num_classes)
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(f"model.net: {err}") from None
+    return FlowMatching(net, shape, GaussianPath(schedule), prediction=cfg.model.prediction)
+
+
+def batch_sampler(dataset: Any, with_labels: bool) -> Callable[[int, torch.Generator], Any]:
+    """A function (batch_size, generator) -> batch for the trainer."""
+    if with_labels:
+
+        def sample(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            return dataset.sample_with_labels(n, gen)
+
+        return sample
+
+    def sample_x(n: int, gen: torch.Generator) -> torch.Tensor:
+        return dataset.sample(n, gen)
+
+    return sample_x

@@ -1,0 +1,297 @@
+"""Run configuration: typed dataclasses, YAML files and validated dotted overrides.
+
+A configuration file is YAML with the sections below; any field may be overridden on the
+command line as ``section.field=value`` (``model.net.width=256``). Unknown keys and values
+of the wrong type raise :class:`ConfigError` with a one-line message that lists what is
+valid, before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix (unknown key, wrong type, bad file)."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "moons"  # 2D toy (moons, 8gaussians, ...), digits, mnist, cifar10, or array
+    path: str | None = None  # .npy/.csv file for name=array; directory for mnist / cifar10
+    split: str = "train"  # split used for training (image data sets)
+
+
+@dataclass
+class NetConfig:
+    kind: str = "mlp"  # mlp (vectors) or unet (images)
+    width: int = 256  # mlp: hidden width
+    depth: int = 4  # mlp: number of hidden layers
+    activation: str = "silu"  # mlp: silu, relu, gelu, tanh, elu, softplus
+    time_embedding: str = "sinusoidal"  # sinusoidal or fourier
+    time_dim: int = 64  # size of the time features
+    base_channels: int = 32  # unet: channels at full resolution
+    channel_mults: tuple[int, ...] = (1, 2)  # unet: channel multiplier per resolution
+    num_res_blocks: int = 1  # unet: residual blocks per resolution
+    attention: bool = False  # unet: self-attention at the lowest resolution
+    dropout: float = 0.0  # unet: dropout in residual blocks
+    class_conditional: bool = False  # condition on labels (with a null token for guidance)
+
+
+@dataclass
+class ModelConfig:
+    family: str = "flow_matching"  # model family
+    path: str = "linear"  # schedule: linear, ot, vp, ve, cosine, polynomial
+    path_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_min: 0.01}
+    prediction: str = "velocity"  # what the network outputs: velocity, x0, x1
+    net: NetConfig = field(default_factory=NetConfig)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 5000  # optimisation steps
+    batch_size: int = 256  # samples per step
+    lr: float = 1e-3  # peak learning rate
+    optimizer: str = "adam"  # adam or adamw
+    weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
+    warmup_steps: int = 100  # linear learning-rate warm-up from 0
+    grad_clip: float | None = 1.0  # max global gradient norm (None: no clipping)
+    ema_decay: float = 0.999  # EMA of weights (0 disables it)
+    seed: int = 0  # seeds initialisation, data order and training noise
+    log_every: int = 50  # steps between metrics.jsonl / TensorBoard records
+    ckpt_every: int = 1000  # steps between periodic checkpoints
+    keep_checkpoints: int = 3  # periodic checkpoints kept (the final one always stays)
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+@dataclass
+class SampleConfig:
+    solver: str = "rk4"  # euler, midpoint, heun, rk4, dopri5
+    steps: int = 50  # uniform steps on [0, 1] (output times for dopri5)
+    n: int = 2000  # samples drawn by `genlab sample` / eval
+    use_ema: bool = True  # sample with the EMA weights
+    seed: int = 1234  # sampling seed
+
+
+@dataclass
+class EvalConfig:
+    n: int = 2000  # generated and reference samples
+    metrics: list[str] = field(default_factory=lambda: ["w2", "mmd"])  # metric names
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples become lists) suitable for YAML / JSON."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is not None:
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted (list -> tuple)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key} must be null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # 1e-3 in a YAML file is a string to PyYAML
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (tuple, list):
+        (item,) = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        if isinstance(value, str) and item is str:  # metrics=w2,mmd
+            value = [v for v in value.split(",") if v]
+        if isinstance(value, (list, tuple)):
+            items = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+            return tuple(items) if origin is tuple else items
+    elif origin is dict:
+        _, val_tp = typing.get_args(tp)
+        if isinstance(value, dict):
+            return {str(k): _coerce(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from a nested dict, validating keys and types."""
+    where = prefix or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"unknown key {key!r}; valid keys under {where}: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key)  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+_EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.steps=200"`` -> ("train.steps", 200); the value is parsed as YAML."""
+    if "=" not in text or text.startswith("="):
+        raise ConfigError(
+            f"override {text!r} must look like section.key=value, e.g. train.steps=200"
+        )
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+    return key.strip(), value
+
+
+def build_config(
+    data: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """Config from a nested dict plus dotted overrides, fully validated."""
+    tree = _plain(dict(data or {}))
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    cfg = _build(Config, tree, "")
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config file and apply overrides; a missing or corrupt file is a ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found; see configs/ for examples")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping (sections data, model, ...)")
+    return build_config(data, overrides)
+
+
+def _check_choice(key: str, value: str, valid: typing.Iterable[str]) -> None:
+    valid = sorted(valid)
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+def _check_min(key: str, value: float | int | None, low: float, strict: bool = False) -> None:
+    if value is None:
+        return
+    if value < low or (strict and value == low):
+        op = ">" if strict else ">="
+        raise ConfigError(f"{key} must be {op} {low}, got {value}")
+
+
+def validate(cfg: Config) -> None:
+    """Value checks that need no data: names from the registries, positive sizes."""
+    from genlab.paths import SCHEDULES
+    from genlab.solvers import SOLVERS
+
+    _check_choice("model.family", cfg.model.family, ["flow_matching"])
+    _check_choice("model.path", cfg.model.path, SCHEDULES)
+    _check_choice("model.prediction", cfg.model.prediction, ["velocity", "x0", "x1"])
+    _check_choice("model.net.kind", cfg.model.net.kind, ["mlp", "unet"])
+    _check_choice("train.optimizer", cfg.train.optimizer, ["adam", "adamw"])
+    _check_choice("sample.solver", cfg.sample.solver, SOLVERS)
+    for key, value in [
+        ("train.steps", cfg.train.steps),
+        ("train.batch_size", cfg.train.batch_size),
+        ("train.log_every", cfg.train.log_every),
+        ("train.ckpt_every", cfg.train.ckpt_every),
+        ("sample.steps", cfg.sample.steps),
+        ("sample.n", cfg.sample.n),
+        ("eval.n", cfg.eval.n),
+        ("model.net.width", cfg.model.net.width),
+        ("model.net.depth", cfg.model.net.depth),
+    ]:
+        _check_min(key, value, 1)
+    _check_min("train.lr", cfg.train.lr, 0.0, strict=True)
+    _check_min("train.warmup_steps", cfg.train.warmup_steps, 0)
+    _check_min("train.grad_clip", cfg.train.grad_clip, 0.0, strict=True)
+    _check_min("train.keep_checkpoints", cfg.train.keep_checkpoints, 1)
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
+    from genlab.metrics import SAMPLE_METRICS
+
+    for name in cfg.eval.metrics:
+        _check_choice("eval.metrics", name, [*SAMPLE_METRICS, "fd"])

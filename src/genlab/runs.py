@@ -1,0 +1,292 @@
+"""Run-level workflows behind the CLI: train, load, sample, evaluate, draw, demo.
+
+A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/``,
+``metrics.jsonl``, ``tb/`` (TensorBoard) and, after evaluation, ``eval.json`` and
+``figures/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from genlab.builders import batch_sampler, build_dataset, build_model, data_shape
+from genlab.config import Config, ConfigError, build_config, load_config
+from genlab.data.images import ImageDataset
+from genlab.models import FlowMatching
+from genlab.solvers import ODESolution, TimeGrid
+from genlab.training.checkpoint import (
+    atomic_write_json,
+    atomic_write_text,
+    list_checkpoints,
+    load_checkpoint,
+)
+from genlab.training.trainer import Trainer, TrainResult
+
+DEMO_CONFIG = "moons"
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped with genlab (also under configs/ in the repository)."""
+    root = resources.files("genlab") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML file, or a packaged config by name (``moons``, ``digits``, ...)."""
+    path = Path(name_or_path)
+    if not path.exists() and name_or_path in packaged_configs():
+        text = (resources.files("genlab") / "configs" / f"{name_or_path}.yaml").read_text()
+        return build_config(yaml.safe_load(text), overrides)
+    if not path.exists():
+        raise ConfigError(
+            f"config {name_or_path!r} not found; give a YAML file or one of: "
+            f"{', '.join(packaged_configs())}"
+        )
+    return load_config(path, overrides)
+
+
+def train(
+    cfg: Config,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the configured model into run directory ``out``."""
+    out = Path(out)
+    if resume:
+        if not list_checkpoints(out):
+            raise ConfigError(
+                f"--resume: no checkpoint in {out}/checkpoints; start without --resume"
+            )
+    elif list_checkpoints(out):
+        if not overwrite:
+            raise ConfigError(
+                f"{out} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        shutil.rmtree(out)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    dataset = build_dataset(cfg.data)
+    shape = data_shape(dataset)
+    model = build_model(cfg, shape, getattr(dataset, "num_classes", None))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    sampler = batch_sampler(dataset, cfg.model.net.class_conditional)
+    trainer = Trainer(model, sampler, cfg.train, out, cfg.to_dict(), progress)
+    return trainer.fit(resume=resume)
+
+
+@dataclass
+class Run:
+    """A trained run loaded for sampling / evaluation."""
+
+    cfg: Config
+    model: FlowMatching
+    dataset: Any
+    step: int
+    run_dir: Path
+    ema: bool  # whether the EMA weights are loaded
+
+
+def load_run(run_dir: str | Path, use_ema: bool = True) -> Run:
+    """Rebuild the model of ``run_dir`` from its latest checkpoint (EMA weights by default)."""
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir)
+    if "config" not in ckpt.meta:
+        raise ConfigError(
+            f"checkpoint {ckpt.path} has no config; it was not written by genlab train"
+        )
+    cfg = build_config(ckpt.meta["config"])
+    dataset = build_dataset(cfg.data)
+    model = build_model(cfg, data_shape(dataset), getattr(dataset, "num_classes", None))
+    weights = "ema" if use_ema and "ema" in ckpt.tensors else "model"
+    try:
+        model.load_state_dict(ckpt.tensors[weights])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"checkpoint {ckpt.path} does not match its config's model ({first})"
+        ) from None
+    model.eval()
+    return Run(
+        cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=weights == "ema"
+    )
+
+
+def generate(
+    run: Run,
+    n: int,
+    solver: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    return_trajectory: bool = False,
+) -> ODESolution:
+    """Sample n points from a loaded run (defaults from the run's sample config)."""
+    sc = run.cfg.sample
+    gen = torch.Generator().manual_seed(sc.seed if seed is None else seed)
+    grid = TimeGrid.uniform(steps or sc.steps)
+    return run.model.sample(n, solver or sc.solver, grid, gen, return_trajectory=return_trajectory)
+
+
+def sample_to_file(
+    run_dir: str | Path,
+    n: int,
+    out: str | Path,
+    solver: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+) -> Path:
+    """Write n samples to ``out``: ``.npy`` (array) or ``.png`` (scatter or image grid)."""
+    out = Path(out)
+    if out.suffix not in (".npy", ".png"):
+        raise ConfigError(f"--out must end in .npy or .png, got {out.name!r}")
+    run = load_run(run_dir)
+    x = generate(run, n, solver, steps, seed).x
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, x.numpy())
+        return out
+    from genlab import viz
+
+    if isinstance(run.dataset, ImageDataset):
+        return Path(viz.plot_image_grid(x, out))
+    ref = run.dataset.sample(n, torch.Generator().manual_seed(0))
+    return Path(viz.plot_samples_vs_data(x, ref, out))
+
+
+def _reference(run: Run, n: int, gen: torch.Generator) -> tuple[torch.Tensor, Any]:
+    """Held-out reference data and a sampler for the floor (resampled or train split)."""
+    if isinstance(run.dataset, ImageDataset):
+        if run.cfg.data.name == "digits":
+            test = build_dataset(run.cfg.data, split="test")
+            return test.images[:n], run.dataset
+        return run.dataset.sample(n, gen), run.dataset
+    return run.dataset.sample(n, gen), run.dataset
+
+
+def evaluate(
+    run_dir: str | Path,
+    n: int | None = None,
+    metrics: list[str] | None = None,
+    solver: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Metrics of generated samples against held-out data, each next to its floor.
+
+    The floor is the same metric between two independent samples of the true data (for
+    digits: the train split against the test split), i.e. what a perfect model would score.
+    Writes ``eval.json`` in the run directory and returns its content.
+    """
+    from genlab.metrics import SAMPLE_METRICS, compute_metrics
+
+    run = load_run(run_dir)
+    n = n or run.cfg.eval.n
+    names = list(metrics or run.cfg.eval.metrics)
+    for name in names:
+        if name not in SAMPLE_METRICS and name != "fd":
+            valid = ", ".join([*SAMPLE_METRICS, "fd"])
+            raise ConfigError(f"unknown metric {name!r}; valid metrics: {valid}")
+    if "fd" in names and run.cfg.data.name != "digits":
+        raise ConfigError(
+            "metric fd (Frechet distance on digit-classifier features) needs data.name=digits"
+        )
+    sol = generate(run, n, solver, steps, seed)
+    gen_ref = torch.Generator().manual_seed(2_000_003)
+    ref, pool = _reference(run, n, gen_ref)
+    flat = {"samples": sol.x.flatten(1), "ref": ref.flatten(1)}
+    sample_names = [m for m in names if m != "fd"]
+    values = compute_metrics(flat["samples"], flat["ref"], sample_names) if sample_names else {}
+    floor_other = pool.sample(min(n, len(pool)) if hasattr(pool, "__len__") else n, gen_ref)
+    floors = (
+        compute_metrics(floor_other.flatten(1), flat["ref"], sample_names) if sample_names else {}
+    )
+    if "fd" in names:
+        from genlab.metrics import digits_fd_floor, frechet_digits_distance
+
+        values["fd"] = frechet_digits_distance(sol.x, ref)
+        floors["fd"] = digits_fd_floor()
+    result = {
+        "run_dir": str(run.run_dir),
+        "step": run.step,
+        "n": n,
+        "solver": solver or run.cfg.sample.solver,
+        "steps": steps or run.cfg.sample.steps,
+        "nfe": sol.nfe,
+        "ema": run.ema,
+        "metrics": {k: {"value": values[k], "floor": floors.get(k)} for k in names},
+    }
+    atomic_write_json(run.run_dir / "eval.json", result)
+    return result
+
+
+def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
+    """Samples vs data, trajectories, vector field, the path as a GIF, the loss curve."""
+    from genlab import viz
+
+    run = load_run(run_dir)
+    fig_dir = run.run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    written: list[Path] = []
+    metrics_file = run.run_dir / "metrics.jsonl"
+    if metrics_file.exists():
+        written.append(Path(viz.plot_loss_curve(metrics_file, fig_dir / "loss.png")))
+    if isinstance(run.dataset, ImageDataset):
+        x = generate(run, 64).x
+        written.append(Path(viz.plot_image_grid(x, fig_dir / "samples.png", title="samples")))
+        written.append(
+            Path(
+                viz.plot_samples_vs_data_images(
+                    x, run.dataset.images[:64], fig_dir / "samples_vs_data.png"
+                )
+            )
+        )
+        return written
+    sol = generate(run, n, return_trajectory=True)
+    data = run.dataset.sample(n, torch.Generator().manual_seed(0))
+    traj = sol.trajectory
+    assert traj is not None
+    ev = run.run_dir / "eval.json"
+    shown = None
+    if ev.exists():
+        import json
+
+        shown = {k: v["value"] for k, v in json.loads(ev.read_text())["metrics"].items()}
+    written.append(
+        Path(viz.plot_samples_vs_data(sol.x, data, fig_dir / "samples_vs_data.png", metrics=shown))
+    )
+    written.append(Path(viz.plot_trajectories(traj, fig_dir / "trajectories.png", data=data)))
+    times = (0.0, 0.25, 0.5, 0.75, 1.0)
+    idx = [int(round(t * (traj.shape[0] - 1))) for t in times]
+    with torch.no_grad():
+        written.append(
+            Path(
+                viz.plot_vector_field(
+                    run.model.velocity,
+                    fig_dir / "vector_field.png",
+                    times=times,
+                    samples_at_t=[traj[i] for i in idx],
+                )
+            )
+        )
+    written.append(Path(viz.animate_path(traj, sol.times, fig_dir / "path.gif", data=data)))
+    return written
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A small text table of metric values next to their floors."""
+    lines = [f"{'metric':<8} {'value':>10} {'floor':>10}"]
+    for name, entry in result["metrics"].items():
+        floor = entry["floor"]
+        floor_s = f"{floor:>10.4f}" if floor is not None else f"{'-':>10}"
+        lines.append(f"{name:<8} {entry['value']:>10.4f} {floor_s}")
+    return "\n".join(lines)

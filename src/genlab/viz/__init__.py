@@ -1,0 +1,26 @@
+"""Visualisation: figures and animations of samples, paths, vector fields and training curves.
+
+Every function writes one file and returns its :class:`~pathlib.Path`; matplotlib is imported
+lazily (``import genlab.viz`` does not import it) and used without ``pyplot``, so no figure is
+left open and no backend or ``rcParams`` setting is changed.
+"""
+
+from genlab.viz.figures import (
+    animate_path,
+    plot_image_grid,
+    plot_loss_curve,
+    plot_samples_vs_data,
+    plot_samples_vs_data_images,
+    plot_trajectories,
+    plot_vector_field,
+)
+
+__all__ = [
+    "animate_path",
+    "plot_image_grid",
+    "plot_loss_curve",
+    "plot_samples_vs_data",
+    "plot_samples_vs_data_images",
+    "plot_trajectories",
+    "plot_vector_field",
+]

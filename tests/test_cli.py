@@ -1,0 +1,134 @@
+"""The genlab command: a tiny end-to-end run, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genlab.cli import main
+
+TINY = [
+    "train.steps=30",
+    "train.batch_size=64",
+    "train.log_every=10",
+    "train.ckpt_every=10",
+    "model.net.width=32",
+    "model.net.depth=2",
+    "sample.steps=4",
+    "eval.n=200",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "moons"
+    assert main(["train", "moons", *TINY, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_train_writes_a_run(run_dir: Path) -> None:
+    assert (run_dir / "config.yaml").exists()
+    assert (run_dir / "metrics.jsonl").exists()
+    assert (run_dir / "checkpoints" / "latest.json").exists()
+
+
+def test_sample_npy_and_png(run_dir: Path, tmp_path: Path) -> None:
+    args = ["sample", str(run_dir), "--n", "50", "--solver", "heun", "--steps", "3", "--seed", "1"]
+    out, again = tmp_path / "s.npy", tmp_path / "t.npy"
+    assert main([*args, "--out", str(out)]) == 0
+    x = np.load(out)
+    assert x.shape == (50, 2) and np.isfinite(x).all()
+    assert main([*args, "--out", str(again)]) == 0
+    assert np.array_equal(np.load(again), x)  # same seed, same samples
+    png = tmp_path / "s.png"
+    assert main(["sample", str(run_dir), "--n", "50", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_writes_json(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(run_dir), "--n", "200", "--metrics", "w2,mmd"]) == 0
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert set(result["metrics"]) == {"w2", "mmd"}
+    assert result["metrics"]["w2"]["floor"] > 0
+    assert "floor" in capsys.readouterr().out
+
+
+def test_resume_continues(run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    over = [o if not o.startswith("train.steps") else "train.steps=40" for o in TINY]
+    assert main(["train", "moons", *over, "--out", str(copy), "--resume", "--no-progress"]) == 0
+    steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30, 40]
+
+
+def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genlab: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_errors_are_one_line(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "not found" in error_of(["train", str(tmp_path / "nope.yaml")], capsys)
+    corrupt = tmp_path / "bad.yaml"
+    corrupt.write_text("data: [\n")
+    assert "not valid YAML" in error_of(["train", str(corrupt)], capsys)
+    assert "unknown key 'train.stepz'" in error_of(["train", "moons", "train.stepz=3"], capsys)
+    assert "train.steps must be int" in error_of(["train", "moons", "train.steps=abc"], capsys)
+    # wrong data shape and NaN in a user file
+    cube = tmp_path / "cube.npy"
+    np.save(cube, np.zeros((10, 2, 2)))
+    assert "cube.npy" in error_of(
+        ["train", "moons", "data.name=array", f"data.path={cube}", "--out", str(tmp_path / "r1")],
+        capsys,
+    )
+    nan = tmp_path / "nan.npy"
+    arr = np.zeros((10, 2))
+    arr[3, 1] = np.nan
+    np.save(nan, arr)
+    assert "non-finite" in error_of(
+        ["train", "moons", "data.name=array", f"data.path={nan}", "--out", str(tmp_path / "r2")],
+        capsys,
+    )
+    # a run directory without a checkpoint
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "train first" in error_of(
+        ["sample", str(empty), "--out", str(tmp_path / "x.npy")], capsys
+    )
+    assert "train first" in error_of(["eval", str(empty)], capsys)
+    # a checkpoint from another model: resume with a different network
+    assert "different model config" in error_of(
+        [
+            "train",
+            "moons",
+            *TINY,
+            "model.net.width=64",
+            "--out",
+            str(run_dir),
+            "--resume",
+            "--no-progress",
+        ],
+        capsys,
+    )
+    # an existing run is never overwritten silently
+    assert "already holds a run" in error_of(
+        ["train", "moons", *TINY, "--out", str(run_dir)], capsys
+    )
+    assert "unknown metric 'fid'" in error_of(["eval", str(run_dir), "--metrics", "fid"], capsys)
+    assert "--out must end in .npy or .png" in error_of(
+        ["sample", str(run_dir), "--out", "x.txt"], capsys
+    )
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        main(["--debug", "train", str(tmp_path / "nope.yaml")])

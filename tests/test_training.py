@@ -1,0 +1,123 @@
+"""The trainer: learning-rate warm-up, EMA, logging, checkpoints, exact resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlab.builders import batch_sampler, build_model
+from genlab.config import TrainConfig, build_config
+from genlab.data import make_toy
+from genlab.training import EMA
+from genlab.training.trainer import Trainer, TrainingError, warmup_lr
+
+
+def tiny(steps: int = 20, **train: object) -> tuple[torch.nn.Module, object, TrainConfig, dict]:
+    over = [
+        f"train.{k}={v}"
+        for k, v in {
+            "steps": steps,
+            "batch_size": 32,
+            "log_every": 5,
+            "ckpt_every": 10,
+            **train,
+        }.items()
+    ]
+    cfg = build_config({}, [*over, "model.net.width=16", "model.net.depth=2"])
+    model = build_model(cfg, (2,))
+    return model, batch_sampler(make_toy("moons"), False), cfg.train, cfg.to_dict()
+
+
+def test_warmup_is_linear_then_flat() -> None:
+    cfg = TrainConfig(lr=1.0, warmup_steps=4)
+    assert [warmup_lr(s, cfg) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def test_ema_update_rule() -> None:
+    lin = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(0.0)
+    ema = EMA(lin, decay=0.9)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    ema.update()
+    ema.update()
+    # shadow = 1 - 0.9^2 after two updates towards 1 from 0
+    assert float(ema.shadow["weight"]) == pytest.approx(1 - 0.81)
+    with ema.swapped() as m:
+        assert float(m.weight.detach()) == pytest.approx(0.19)
+    assert float(lin.weight.detach()) == 1.0
+
+
+def test_logs_and_checkpoints(tmp_path: Path) -> None:
+    model, sampler, cfg, full = tiny(20)
+    res = Trainer(model, sampler, cfg, tmp_path, full, progress=False).fit()
+    assert res.step == 20
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    assert set(records[0]) == {"step", "loss", "lr", "grad_norm", "steps_per_s"}
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    from genlab.training import list_checkpoints
+
+    assert list_checkpoints(tmp_path) == [10, 20]
+
+
+def test_resume_is_bit_identical(tmp_path: Path) -> None:
+    """20 steps in one go == 10 steps, stop, resume for 10 more: same weights, same EMA."""
+    model_a, sampler, cfg, full = tiny(20)
+    Trainer(model_a, sampler, cfg, tmp_path / "a", full, progress=False).fit()
+
+    model_b, sampler, cfg10, full10 = tiny(10)
+    Trainer(model_b, sampler, cfg10, tmp_path / "b", full, progress=False).fit()
+    model_c, sampler, cfg, _ = tiny(20)
+    trainer = Trainer(model_c, sampler, cfg, tmp_path / "b", full, progress=False)
+    trainer.fit(resume=True)
+    for (k, va), vc in zip(
+        model_a.state_dict().items(), model_c.state_dict().values(), strict=True
+    ):
+        assert torch.equal(va, vc), k
+    ema_a = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
+    ema_c = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
+    assert ema_a == ema_c
+
+
+def test_interrupt_saves_a_checkpoint(tmp_path: Path) -> None:
+    model, sampler, cfg, full = tiny(50)
+    calls = {"n": 0}
+
+    def flaky(n: int, gen: torch.Generator) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        return sampler(n, gen)
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(model, flaky, cfg, tmp_path, full, progress=False).fit()
+    from genlab.training import list_checkpoints
+
+    assert list_checkpoints(tmp_path)[-1] == 12  # the 12 completed steps are kept
+
+
+def test_non_finite_loss_is_reported(tmp_path: Path) -> None:
+    model, _, cfg, full = tiny(5)
+
+    def nan_data(n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.full((n, 2), 1e30)
+
+    with pytest.raises(TrainingError, match="lower train.lr"):
+        Trainer(model, nan_data, cfg, tmp_path, full, progress=False).fit()
+
+
+def test_resume_refuses_another_model(tmp_path: Path) -> None:
+    model, sampler, cfg, full = tiny(10)
+    Trainer(model, sampler, cfg, tmp_path, full, progress=False).fit()
+    over = ["train.steps=20", "model.net.width=32", "model.net.depth=2"]
+    other_cfg = build_config({}, over)
+    other = build_model(other_cfg, (2,))
+    with pytest.raises(TrainingError, match="different model config"):
+        Trainer(other, sampler, other_cfg.train, tmp_path, other_cfg.to_dict(), progress=False).fit(
+            resume=True
+        )
