@@ -9,7 +9,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-fast lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(VENV)/bin/genlab demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
-
-test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

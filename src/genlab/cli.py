@@ -104,6 +104,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
     result = runs.evaluate(args.run_dir, args.n, metrics, args.solver, args.steps, args.seed)
     print(runs.format_table(result))
+    if "fd_classifier_test_accuracy" in result:
+        acc = result["fd_classifier_test_accuracy"]
+        print(f"(fd uses the penultimate features of a digits classifier, test accuracy {acc:.3f})")
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     if args.figures:
         for path in runs.make_figures(args.run_dir):

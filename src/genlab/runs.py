@@ -210,11 +210,14 @@ def evaluate(
     floors = (
         compute_metrics(floor_other.flatten(1), flat["ref"], sample_names) if sample_names else {}
     )
+    extra: dict[str, Any] = {}
     if "fd" in names:
-        from genlab.metrics import digits_fd_floor, frechet_digits_distance
+        from genlab.metrics import digits_fd_floor, frechet_digits_distance, get_digits_classifier
 
-        values["fd"] = frechet_digits_distance(sol.x, ref)
-        floors["fd"] = digits_fd_floor()
+        classifier, info = get_digits_classifier()
+        values["fd"] = frechet_digits_distance(sol.x, ref, classifier)
+        floors["fd"] = digits_fd_floor(classifier)
+        extra["fd_classifier_test_accuracy"] = info["test_accuracy"]
     result = {
         "run_dir": str(run.run_dir),
         "step": run.step,
@@ -224,6 +227,7 @@ def evaluate(
         "nfe": sol.nfe,
         "ema": run.ema,
         "metrics": {k: {"value": values[k], "floor": floors.get(k)} for k in names},
+        **extra,
     }
     atomic_write_json(run.run_dir / "eval.json", result)
     return result
