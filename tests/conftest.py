@@ -16,6 +16,7 @@ SCHEDULE_CASES = {
     "ve": {"sigma_max": 10.0},
     "cosine": {},
     "polynomial": {"n": 2.0},
+    "ddpm": {},
 }
 
 

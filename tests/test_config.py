@@ -46,7 +46,10 @@ def test_overrides_are_typed() -> None:
         ("train.steps=1.5", "train.steps must be int"),
         ("model.net.attention=3", "model.net.attention must be bool"),
         ("train.steps=0", "train.steps must be >= 1"),
-        ("model.path=linaer", "model.path='linaer' is not valid; choose one of: cosine, linear"),
+        (
+            "model.path=linaer",
+            "model.path='linaer' is not valid; choose one of: cosine, ddpm, linear",
+        ),
         ("sample.solver=rk5", "choose one of: dopri5, euler, heun, midpoint, rk4"),
         ("train.ema_decay=1.0", "train.ema_decay must be in [0, 1)"),
         ("eval.metrics=w2,fid", "eval.metrics='fid' is not valid"),

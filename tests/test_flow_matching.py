@@ -75,7 +75,7 @@ class Recorder(torch.nn.Module):
 def test_cfm_target_for_each_prediction(gen: torch.Generator) -> None:
     """The loss regresses on the right target for every parameterisation: a zero network
     at the recorded x_t has loss mean(target^2)."""
-    path = GaussianPath("ot", sigma_min=0.01)
+    path = GaussianPath("vp")  # alpha_0 > 0, so x0-prediction is allowed
     for pred in ("velocity", "x0", "x1"):
         oracle = Recorder()
         model = FlowMatching(oracle, (2,), path, prediction=pred)
@@ -146,3 +146,5 @@ def test_bad_batches() -> None:
         model.sample(2, "euler", [0.0, 2.0])
     with pytest.raises(ValueError, match="prediction"):
         FlowMatching(TimeMLP(MLPConfig(dim=2)), (2,), prediction="flux")
+    with pytest.raises(ValueError, match="alpha_0 = 0"):  # x_1 from x_0 is singular at t = 0
+        FlowMatching(TimeMLP(MLPConfig(dim=2)), (2,), prediction="x0")

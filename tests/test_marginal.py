@@ -80,6 +80,11 @@ def test_solvers_transport_exact_marginals(
     The field is affine in x, so the flow map is x_1 = m + (s / sd_0)(x_0 - alpha_0 m); we
     compare each transported point with it (solver error) and the batch moments with m and
     s^2 (sampling error, CLT: n = 4000 gives std error of the mean s / 63)."""
+    if path.schedule.name == "ddpm":
+        pytest.skip(
+            "the DDPM path interpolates 1000 discrete steps piecewise-linearly (C0 in t), so "
+            "fixed-step orders degrade; its samplers step on the discrete grid (test_diffusion)"
+        )
     gm = GaussianMarginal(path, MEAN, STD)
     n = 4000
     x0 = gm.sample(n, 0.0, gen)

@@ -45,6 +45,14 @@ def test_endpoints(path: GaussianPath) -> None:
         # evaluated at 1 - T_END_GAP: sigma = sqrt(1 - exp(-beta_min T_END_GAP)) ~ 1e-3
         assert float(v1.sigma) < 2e-3 and abs(float(v1.alpha) - 1) < 1e-6
         return
+    if name == "ddpm":
+        # alpha_0 = sqrt(alpha_bar_T) and the path is variance preserving at every t
+        assert math.isclose(
+            float(v0.alpha), float(s.alpha_bar(torch.tensor(1000)).sqrt()), rel_tol=1e-12
+        )
+        assert math.isclose(float(v0.alpha**2 + v0.sigma**2), 1.0, rel_tol=1e-12)
+        assert float(v1.sigma) < 2e-3 and abs(float(v1.alpha) - 1) < 1e-6
+        return
     assert float(v0.alpha) == 0.0 and float(v0.sigma) == 1.0
     assert float(v1.alpha) == 1.0
     expected_sigma1 = s.sigma_min if name == "ot" else 0.0
@@ -166,6 +174,23 @@ def test_vp_conversions_finite_at_t_equal_one() -> None:
     v = path.convert(torch.randn(4, 2, dtype=D64), x, torch.ones(4, dtype=D64), "x1", "velocity")
     assert torch.isfinite(v).all()
     assert T_END_GAP > 0
+
+
+def test_ddpm_schedule_matches_the_product_of_betas() -> None:
+    """Iterating q(x_k | x_{k-1}) = N(sqrt(1 - beta_k) x_{k-1}, beta_k I) composes to the
+    closed-form alpha_bar kernel; the continuous path passes through every step exactly."""
+    from genlab.paths import DDPMSchedule
+
+    s = DDPMSchedule(1000, 1e-4, 0.02)
+    mean, var = torch.tensor(1.0, dtype=D64), torch.tensor(0.0, dtype=D64)
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=D64)
+    for k in range(1, 1001):
+        mean = torch.sqrt(1 - betas[k - 1]) * mean  # E[x_k | x_0 = 1]
+        var = (1 - betas[k - 1]) * var + betas[k - 1]  # Var[x_k | x_0]
+        if k in (1, 10, 500, 1000):
+            v = s(s.time_of_step(k))
+            assert math.isclose(float(v.alpha), float(mean), rel_tol=1e-10)
+            assert math.isclose(float(v.sigma**2), float(var), rel_tol=1e-10)
 
 
 def test_make_schedule_round_trips_config() -> None:

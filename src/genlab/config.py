@@ -62,7 +62,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate
     optimizer: str = "adam"  # adam or adamw
     weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
-    warmup_steps: int = 100  # linear learning-rate warm-up from 0
+    warmup_steps: int = 100  # linear warm-up: lr * (step + 1) / warmup_steps
     grad_clip: float | None = 1.0  # max global gradient norm (None: no clipping)
     ema_decay: float = 0.999  # EMA of weights (0 disables it)
     seed: int = 0  # seeds initialisation, data order and training noise

@@ -18,6 +18,7 @@ from genlab.paths.marginal import EmpiricalMarginal, GaussianMarginal
 from genlab.paths.schedules import (
     SCHEDULES,
     CosineSchedule,
+    DDPMSchedule,
     LinearSchedule,
     OTSchedule,
     PolynomialSchedule,
@@ -34,6 +35,7 @@ __all__ = [
     "SCHEDULES",
     "T_END_GAP",
     "CosineSchedule",
+    "DDPMSchedule",
     "CoupledBatch",
     "Coupling",
     "EmpiricalMarginal",

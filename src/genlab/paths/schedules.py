@@ -190,7 +190,8 @@ class CosineSchedule(Schedule):
 
     def values(self, t: torch.Tensor) -> ScheduleValues:
         half_pi = 0.5 * math.pi
-        sin, cos = torch.sin(half_pi * t), torch.cos(half_pi * t)
+        # cos(pi / 2) is -4.4e-8 in float32: clamp so sigma_1 is exactly 0, never negative
+        sin, cos = torch.sin(half_pi * t), torch.cos(half_pi * t).clamp_min(0.0)
         return ScheduleValues(alpha=sin, sigma=cos, d_alpha=half_pi * cos, d_sigma=-half_pi * sin)
 
 
@@ -215,6 +216,71 @@ class PolynomialSchedule(Schedule):
         return {"n": self.n}
 
 
+class DDPMSchedule(Schedule):
+    """The discrete DDPM schedule (Ho et al. 2020) as a path in continuous time.
+
+    Betas linear from beta_start to beta_end over T steps; alpha_bar_k = prod_{i <= k}
+    (1 - beta_i), alpha_bar_0 = 1, q(x_k | x_0) = N(sqrt(alpha_bar_k) x_0, (1 - alpha_bar_k) I).
+    Step k is flow-matching time t_k = 1 - k / T (k = T noise, k = 0 data). Between steps
+    log alpha_bar is linear in k, so the schedule is exact at every integer step and
+    continuous in between (DDIM / DPM-Solver can use any sub-grid). Like VP it is evaluated at
+    min(t, 1 - T_END_GAP).
+    """
+
+    name = "ddpm"
+
+    def __init__(
+        self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+    ) -> None:
+        if not isinstance(num_steps, int) or num_steps < 2:
+            raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
+        check_positive(beta_start, "beta_start")
+        check_positive(beta_end, "beta_end")
+        if not beta_start <= beta_end < 1.0:
+            raise ValueError(
+                f"need 0 < beta_start <= beta_end < 1, got {beta_start} and {beta_end}"
+            )
+        self.num_steps, self.beta_start, self.beta_end = (
+            num_steps,
+            float(beta_start),
+            float(beta_end),
+        )
+        # index k = 0..T; betas[0] is a placeholder so betas[k] is beta_k
+        betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+        self.betas = torch.cat([torch.zeros(1, dtype=torch.float64), betas])  # (T + 1,)
+        self.log_alpha_bar = torch.cumsum(torch.log1p(-self.betas), 0)  # (T + 1,), [0] = 0
+
+    def alpha_bar(self, k: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at integer steps k (long tensor)."""
+        return torch.exp(self.log_alpha_bar[k])
+
+    def time_of_step(self, k: torch.Tensor | int) -> torch.Tensor:
+        """t_k = 1 - k / T."""
+        return 1.0 - torch.as_tensor(k, dtype=torch.float64) / self.num_steps
+
+    def values(self, t: torch.Tensor) -> ScheduleValues:
+        t = t.clamp(max=1.0 - T_END_GAP)  # alpha_bar_0 = 1 makes sigma' singular at t = 1
+        T = self.num_steps
+        k = (1 - t) * T
+        k0 = k.detach().floor().clamp(0, T - 1).long()
+        table = self.log_alpha_bar.to(t)
+        slope = table[k0 + 1] - table[k0]  # d log alpha_bar / dk on [k0, k0 + 1]
+        log_ab = table[k0] + slope * (k - k0.to(t))
+        alpha = torch.exp(0.5 * log_ab)
+        sigma = torch.sqrt(-torch.expm1(log_ab))
+        dlog_ab_dt = -T * slope
+        d_alpha = 0.5 * dlog_ab_dt * alpha
+        d_sigma = -torch.exp(log_ab) * dlog_ab_dt / (2 * sigma)
+        return ScheduleValues(alpha=alpha, sigma=sigma, d_alpha=d_alpha, d_sigma=d_sigma)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "num_steps": self.num_steps,
+            "beta_start": self.beta_start,
+            "beta_end": self.beta_end,
+        }
+
+
 SCHEDULES: dict[str, type[Schedule]] = {
     cls.name: cls
     for cls in (
@@ -224,6 +290,7 @@ SCHEDULES: dict[str, type[Schedule]] = {
         VESchedule,
         CosineSchedule,
         PolynomialSchedule,
+        DDPMSchedule,
     )
 }
 

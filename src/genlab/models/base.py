@@ -1,0 +1,202 @@
+"""Shared base of the models that live on a Gaussian path (flow matching, diffusion, DDPM).
+
+A :class:`GaussianPathModel` holds a network, the path it was trained on and what the network
+predicts; every sampler sees the same network through :class:`PredictionField` conversions,
+so any model can be sampled by any sampler its path supports:
+
+    ode        integrate the velocity (= probability-flow ODE) with any ODE solver
+    extension  the SDE extension trick with noise sigma_t (``noise``), same marginals
+    ddim       DDIM (variance-preserving paths), ``eta`` in [0, 1]
+    dpm        DPM-Solver++(2M), few-step second-order
+    em, pc, ald   reverse-SDE Euler-Maruyama, predictor-corrector, annealed Langevin
+               (diffusion models, which know their forward SDE)
+    ddpm       ancestral DDPM sampling (the discrete DDPM model)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from genlab._validate import check_finite
+from genlab.paths import GaussianPath, GaussianSource, Prediction
+from genlab.samplers.ddim import ddim, dpm_solver_pp
+from genlab.samplers.field import PredictionField
+from genlab.samplers.ode import sample_ode
+from genlab.samplers.sde import sample_extension
+from genlab.solvers import ODESolution, ODESolver, TimeGrid
+from genlab.solvers.grids import as_grid
+from genlab.solvers.sde import SDESolution
+
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]
+Solution = ODESolution | SDESolution
+
+
+def split_batch(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Accept x, (x, y) or {"x": x, "y": y}; return (x, y or None)."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    if isinstance(batch, dict):
+        if "x" not in batch:
+            raise ValueError(f"a dict batch needs key 'x', got keys {sorted(batch)}")
+        return batch["x"], batch.get("y")
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ValueError("batch must be a tensor x, a pair (x, y) or a dict with keys 'x' and 'y'")
+
+
+class GaussianPathModel(nn.Module):
+    """A network on a Gaussian path; subclasses define ``loss`` and may add samplers."""
+
+    #: sampler names this model family accepts (subclasses extend it)
+    SAMPLERS: ClassVar[tuple[str, ...]] = ("ode", "extension", "ddim", "dpm")
+
+    def __init__(
+        self,
+        net: nn.Module,
+        data_shape: Sequence[int],
+        path: GaussianPath,
+        prediction: str | Prediction,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.data_shape = tuple(int(d) for d in data_shape)
+        self.path = path
+        self.prediction = Prediction.parse(prediction)
+        # Sampling starts from p_0 = N(0, sigma_0^2 I): sigma_0 = 1 except for VE paths.
+        self.source = GaussianSource(self.path.schedule.source_std())
+
+    # -- views of the network -----------------------------------------------------------
+    def _net(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.net(x, t) if y is None else self.net(x, t, y)
+
+    def field(self, y: torch.Tensor | None = None) -> PredictionField:
+        """The network as a PredictionField on this model's path."""
+        return PredictionField(self.path, self.net, self.prediction, y)
+
+    def velocity(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The learned marginal velocity (probability-flow drift in t), shape like x."""
+        return self.path.convert(self._net(x, t, y), x, t, self.prediction, Prediction.VELOCITY)
+
+    def score(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The learned score grad log p_t(x), shape like x."""
+        return self.path.convert(self._net(x, t, y), x, t, self.prediction, Prediction.SCORE)
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.velocity(x, t, y)
+
+    def _check_data(self, x1: torch.Tensor) -> None:
+        if tuple(x1.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"batch has sample shape {tuple(x1.shape[1:])} but the model was built for "
+                f"{self.data_shape}"
+            )
+        check_finite(x1, "batch")
+
+    # -- sampling -----------------------------------------------------------------------
+    def default_grid(self, steps: int) -> TimeGrid:
+        """The time grid a sampler uses for ``steps`` steps (flow matching: [0, 1])."""
+        return TimeGrid.uniform(steps)
+
+    def sample(
+        self,
+        n: int,
+        solver: str | ODESolver = "rk4",
+        grid: TimeGrid | Sequence[float] | torch.Tensor | int = 100,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+        return_trajectory: bool = False,
+        x0: torch.Tensor | None = None,
+        sampler: str = "ode",
+        **options: Any,
+    ) -> Solution:
+        """Draw n samples, from the source at t = 0 to the data at t = 1.
+
+        Args:
+            n: number of samples.
+            solver: ODE solver for ``sampler="ode"``.
+            grid: a TimeGrid, a sequence of times, or an int number of steps.
+            generator: randomness of the source and of stochastic samplers.
+            y: labels for a class-conditional network.
+            return_trajectory: keep the states on the grid (ode, extension, em).
+            x0: start from these source samples instead of drawing them.
+            sampler: one of ``self.SAMPLERS``.
+            options: sampler options (``eta`` for ddim, ``noise`` for extension, ``snr`` and
+                ``n_corrector`` for pc, solver tolerances for dopri5, ...).
+
+        Returns the solution: ``.x`` the (n, *D) samples, ``.nfe`` the network evaluations.
+        """
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if sampler not in self.SAMPLERS:
+            raise ValueError(
+                f"sampler {sampler!r} is not available for {type(self).__name__}; "
+                f"valid samplers: {', '.join(self.SAMPLERS)}"
+            )
+        if isinstance(grid, int) and not isinstance(grid, bool):
+            if grid < 1:
+                raise ValueError(f"steps must be a positive integer, got {grid}")
+            grid = self.default_grid(grid)
+        grid = as_grid(grid)
+        param = next(self.parameters(), None)
+        dtype = param.dtype if param is not None else torch.float32
+        device = param.device if param is not None else None
+        if x0 is None:
+            x0 = self.source.sample((n, *self.data_shape), generator, dtype, device)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self._dispatch(
+                    sampler, x0, grid, solver, generator, y, return_trajectory, options
+                )
+        finally:
+            self.train(was_training)
+
+    def _dispatch(
+        self,
+        sampler: str,
+        x0: torch.Tensor,
+        grid: TimeGrid,
+        solver: str | ODESolver,
+        generator: torch.Generator | None,
+        y: torch.Tensor | None,
+        return_trajectory: bool,
+        options: dict[str, Any],
+    ) -> Solution:
+        field = self.field(y)
+        if sampler == "ode":
+            return sample_ode(field, x0, solver, grid, None, return_trajectory, **options)
+        if sampler == "extension":
+            noise = _pop(options, "noise", 0.0)
+            return sample_extension(
+                field, x0, noise, grid.steps, generator, grid.t1, return_trajectory
+            )
+        if sampler == "ddim":
+            eta = _pop(options, "eta", 0.0)
+            return _wrap(ddim(field, x0, grid, eta, generator), grid, grid.steps)
+        if sampler == "dpm":
+            _pop(options)
+            return _wrap(dpm_solver_pp(field, x0, grid), grid, grid.steps)
+        raise ValueError(f"sampler {sampler!r} is not implemented by {type(self).__name__}")
+
+
+def _pop(options: dict[str, Any], key: str | None = None, default: Any = None) -> Any:
+    """Take ``key`` from options; anything left over is an error naming it."""
+    value = options.pop(key, default) if key is not None else default
+    if options:
+        raise ValueError(f"unexpected sampler option(s): {', '.join(sorted(options))}")
+    return value
+
+
+def _wrap(x: torch.Tensor, grid: TimeGrid, nfe: int) -> ODESolution:
+    return ODESolution(x=x, times=grid.times.to(x.dtype), trajectory=None, nfe=nfe)

@@ -1,0 +1,193 @@
+"""Score-based diffusion through SDEs (Song et al. 2021) and discrete DDPM (Ho et al. 2020).
+
+Continuous-time denoising score matching on the kernel of a forward SDE: with
+x_t = alpha_t x_1 + sigma_t x_0 (the kernel q(x(tau) | x(0)) at tau = 1 - t) the Gaussian score
+target is grad log q = -x_0 / sigma_t and
+
+    L(theta) = E_t E_{x_1, x_0} lambda(t) || s_theta(x_t, t) + x_0 / sigma_t ||^2
+             = E_t E (lambda(t) / sigma_t^2) || x0_hat_theta(x_t, t) - x_0 ||^2,
+
+computed in the second (noise) form, which stays finite as sigma_t -> 0. Weightings:
+``sigma2`` lambda = sigma_t^2 (the usual epsilon loss), ``likelihood`` lambda = g(tau)^2
+(Song et al. 2021b, bounds the NLL), ``none`` lambda = 1. The network may output the noise,
+the score, the data or the velocity; the path converts.
+
+DDPM: T = 1000 linear betas, epsilon-prediction at integer steps k ~ U{1..T}, network time
+t_k = 1 - k / T (the same convention as every other model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from genlab.models.base import Batch, GaussianPathModel, Solution, _pop, _wrap, split_batch
+from genlab.paths import DDPMSchedule, GaussianPath, Prediction
+from genlab.paths.sde import SDE_TAU_MIN, VESDE, ForwardSDE, SDESchedule, flip_time
+from genlab.samplers.ddim import ddpm_ancestral, ddpm_grid
+from genlab.samplers.langevin import annealed_langevin
+from genlab.samplers.sde import SAMPLE_T_EPS, sample_pc, sample_pf_ode, sample_reverse_sde
+from genlab.solvers import ODESolver, TimeGrid
+
+WEIGHTINGS = ("sigma2", "likelihood", "none")
+
+
+class Diffusion(GaussianPathModel):
+    """A score model trained by continuous-time denoising score matching on a forward SDE.
+
+    Args:
+        net: module called as net(x, t[, y]) with t = 1 - tau in [0, 1].
+        data_shape: shape of one sample.
+        sde: the forward SDE (VESDE, VPSDE, SubVPSDE).
+        prediction: network output: x0 (noise, default), score, x1 (data) or velocity.
+        weighting: lambda(t): sigma2, likelihood or none.
+    """
+
+    SAMPLERS: ClassVar[tuple[str, ...]] = ("ode", "em", "pc", "ald", "extension", "ddim", "dpm")
+
+    def __init__(
+        self,
+        net: nn.Module,
+        data_shape: Sequence[int],
+        sde: ForwardSDE,
+        prediction: str | Prediction = Prediction.NOISE,
+        weighting: str = "sigma2",
+    ) -> None:
+        if not isinstance(sde, ForwardSDE):
+            raise ValueError(f"sde must be a ForwardSDE (make_sde('vp')), got {type(sde).__name__}")
+        super().__init__(net, data_shape, GaussianPath(SDESchedule(sde)), prediction)
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
+        self.sde, self.weighting = sde, weighting
+
+    def weight(self, t: torch.Tensor) -> torch.Tensor:
+        """lambda(t) / sigma_t^2, the weight of the noise-space loss (B,)."""
+        if self.weighting == "sigma2":
+            return torch.ones_like(t)
+        sigma = self.path.schedule.values(t).sigma
+        if self.weighting == "likelihood":
+            return self.sde.diffusion(flip_time(t)) ** 2 / sigma**2
+        return 1.0 / sigma**2
+
+    def loss(
+        self, batch: Batch, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Weighted denoising score matching on one batch; returns {"loss": scalar}."""
+        x1, y = split_batch(batch)
+        self._check_data(x1)
+        x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
+        # tau ~ U[SDE_TAU_MIN, 1]  <=>  t ~ U[0, 1 - SDE_TAU_MIN]
+        t = (1.0 - SDE_TAU_MIN) * torch.rand(
+            x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device
+        )
+        ps = self.path.sample(x0, x1, t)
+        noise_hat = self.path.convert(
+            self._net(ps.xt, t, y), ps.xt, t, self.prediction, Prediction.NOISE
+        )
+        per_sample = ((noise_hat - x0) ** 2).flatten(1).mean(1)  # (B,)
+        return {"loss": (self.weight(t) * per_sample).mean()}
+
+    def default_grid(self, steps: int) -> TimeGrid:
+        """Uniform from the prior (t = 0) to t = 1 - SAMPLE_T_EPS."""
+        return TimeGrid.uniform(steps, 0.0, 1.0 - SAMPLE_T_EPS)
+
+    def _dispatch(
+        self,
+        sampler: str,
+        x0: torch.Tensor,
+        grid: TimeGrid,
+        solver: str | ODESolver,
+        generator: torch.Generator | None,
+        y: torch.Tensor | None,
+        return_trajectory: bool,
+        options: dict[str, Any],
+    ) -> Solution:
+        field = self.field(y)
+        if sampler == "ode":  # the probability-flow ODE of the SDE
+            return sample_pf_ode(
+                self.sde, field, x0, solver, grid.steps, return_trajectory, **options
+            )
+        if sampler == "em":
+            _pop(options)
+            return sample_reverse_sde(self.sde, field, x0, grid.steps, generator, return_trajectory)
+        if sampler == "pc":
+            snr = options.pop("snr", 0.16)
+            n_corrector = _pop(options, "n_corrector", 1)
+            return sample_pc(self.sde, field, x0, grid.steps, snr, n_corrector, generator)
+        if sampler == "ald":
+            if not isinstance(self.sde, VESDE):
+                raise ValueError(
+                    f"sampler 'ald' (annealed Langevin, NCSN) needs a VE SDE, got {self.sde.name}"
+                )
+            n_each = options.pop("n_steps_each", 10)
+            eps = _pop(options, "eps", 2e-5)
+            x = annealed_langevin(self.sde, field, x0, grid.steps, n_each, eps, generator)
+            return _wrap(x, grid, grid.steps * n_each)
+        return super()._dispatch(
+            sampler, x0, grid, solver, generator, y, return_trajectory, options
+        )
+
+
+class DDPM(GaussianPathModel):
+    """Discrete-time DDPM: epsilon-prediction on T linear-beta steps.
+
+    Args:
+        net: module called as net(x, t[, y]) with t = 1 - k / T.
+        data_shape: shape of one sample.
+        num_steps: T (default 1000); beta_start, beta_end: the linear beta range.
+    """
+
+    SAMPLERS: ClassVar[tuple[str, ...]] = ("ddpm", "ddim", "dpm", "ode", "extension")
+
+    def __init__(
+        self,
+        net: nn.Module,
+        data_shape: Sequence[int],
+        num_steps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+    ) -> None:
+        self.schedule = DDPMSchedule(num_steps, beta_start, beta_end)
+        super().__init__(net, data_shape, GaussianPath(self.schedule), Prediction.NOISE)
+
+    def loss(
+        self, batch: Batch, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """E_k E ||eps_theta(x_k, t_k) - eps||^2 with k ~ U{1..T} (Ho et al., Algorithm 1)."""
+        x1, y = split_batch(batch)
+        self._check_data(x1)
+        T = self.schedule.num_steps
+        k = torch.randint(1, T + 1, (x1.shape[0],), generator=generator, device=x1.device)
+        eps = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
+        t = self.schedule.time_of_step(k).to(x1.dtype)
+        xt = self.path.sample(eps, x1, t).xt  # sqrt(ab_k) x1 + sqrt(1 - ab_k) eps
+        loss = ((self._net(xt, t, y) - eps) ** 2).flatten(1).mean(1).mean()
+        return {"loss": loss}
+
+    def default_grid(self, steps: int) -> TimeGrid:
+        """``steps`` evenly spaced integer steps from k = T to k = 0."""
+        return ddpm_grid(self.schedule, steps)
+
+    def _dispatch(
+        self,
+        sampler: str,
+        x0: torch.Tensor,
+        grid: TimeGrid,
+        solver: str | ODESolver,
+        generator: torch.Generator | None,
+        y: torch.Tensor | None,
+        return_trajectory: bool,
+        options: dict[str, Any],
+    ) -> Solution:
+        if sampler == "ddpm":
+            _pop(options)
+            full = ddpm_grid(self.schedule, self.schedule.num_steps)
+            return _wrap(
+                ddpm_ancestral(self.field(y), x0, generator), full, self.schedule.num_steps
+            )
+        return super()._dispatch(
+            sampler, x0, grid, solver, generator, y, return_trajectory, options
+        )
