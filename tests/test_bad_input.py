@@ -17,9 +17,7 @@ from genlab.samplers import sample_ode
 
 
 def test_unknown_schedule_lists_valid_names() -> None:
-    with pytest.raises(
-        ValueError, match="valid schedules are: cosine, ddpm, linear, ot, polynomial, ve, vp"
-    ):
+    with pytest.raises(ValueError, match="valid schedules are: cosine, ddpm, linear, ot, polynomial, ve, vp"):
         make_schedule("lineaer")
     with pytest.raises(ValueError, match="bad arguments"):
         make_schedule("linear", sigma_min=0.1)

@@ -29,9 +29,7 @@ def _model(seed: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
 
 
-def _train(
-    model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, steps: int
-) -> None:
+def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, steps: int) -> None:
     for _ in range(steps):
         x = torch.randn(16, 3, generator=gen)  # (B, 3)
         loss = (model(x) - x[:, :2].sin()).pow(2).mean()
@@ -107,9 +105,7 @@ def test_resume_is_bit_identical(tmp_path: Path) -> None:
     model2 = _model(123)  # different init: everything must come from the checkpoint
     model2.load_state_dict(ckpt.tensors["model"])
     opt2 = torch.optim.AdamW(model2.parameters(), lr=0.5)  # wrong lr, overwritten on load
-    opt2.load_state_dict(
-        optimizer_state_from_tensors(ckpt.tensors["optim"], ckpt.meta["optimizer"])
-    )
+    opt2.load_state_dict(optimizer_state_from_tensors(ckpt.tensors["optim"], ckpt.meta["optimizer"]))
     gen2 = torch.Generator()
     gen2.set_state(ckpt.tensors["rng"]["data"])
     _train(model2, opt2, gen2, 5)

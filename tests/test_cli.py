@@ -74,9 +74,7 @@ def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
-def test_errors_are_one_line(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_errors_are_one_line(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "not found" in error_of(["train", str(tmp_path / "nope.yaml")], capsys)
     corrupt = tmp_path / "bad.yaml"
     corrupt.write_text("data: [\n")
@@ -101,9 +99,7 @@ def test_errors_are_one_line(
     # a run directory without a checkpoint
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "train first" in error_of(
-        ["sample", str(empty), "--out", str(tmp_path / "x.npy")], capsys
-    )
+    assert "train first" in error_of(["sample", str(empty), "--out", str(tmp_path / "x.npy")], capsys)
     assert "train first" in error_of(["eval", str(empty)], capsys)
     # a checkpoint from another model: resume with a different network
     assert "different model config" in error_of(
@@ -120,13 +116,9 @@ def test_errors_are_one_line(
         capsys,
     )
     # an existing run is never overwritten silently
-    assert "already holds a run" in error_of(
-        ["train", "moons", *TINY, "--out", str(run_dir)], capsys
-    )
+    assert "already holds a run" in error_of(["train", "moons", *TINY, "--out", str(run_dir)], capsys)
     assert "unknown metric 'fid'" in error_of(["eval", str(run_dir), "--metrics", "fid"], capsys)
-    assert "--out must end in .npy or .png" in error_of(
-        ["sample", str(run_dir), "--out", "x.txt"], capsys
-    )
+    assert "--out must end in .npy or .png" in error_of(["sample", str(run_dir), "--out", "x.txt"], capsys)
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:

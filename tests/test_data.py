@@ -185,9 +185,9 @@ def test_gmm_moments_closed_form_and_clt() -> None:
     # direct evaluation of E[x] and E[x x^T] - m m^T
     w, mu, s = gmm.weights, gmm.means, gmm.stds
     m_ref = torch.stack([w[k] * mu[k] for k in range(3)]).sum(0)
-    second = torch.stack(
-        [w[k] * (torch.diag(s[k] ** 2) + torch.outer(mu[k], mu[k])) for k in range(3)]
-    ).sum(0)
+    second = torch.stack([w[k] * (torch.diag(s[k] ** 2) + torch.outer(mu[k], mu[k])) for k in range(3)]).sum(
+        0
+    )
     assert torch.allclose(m, m_ref, atol=1e-12)
     assert torch.allclose(cov, second - torch.outer(m_ref, m_ref), atol=1e-12)
     assert bool((torch.linalg.eigvalsh(cov) > 0).all())
@@ -477,12 +477,8 @@ def test_cifar_loads_batches(tmp_path: Path, protocol: int, subdir: bool) -> Non
     first = batches["data_batch_1"]
     data = first[b"data"].astype(np.float64) / 255.0 * 2.0 - 1.0
     # rows are 1024 red, then 1024 green, then 1024 blue values, each plane row-major
-    np.testing.assert_allclose(
-        train.images[0, 0].numpy(), data[0, :1024].reshape(32, 32), atol=1e-6
-    )
-    np.testing.assert_allclose(
-        train.images[1, 2].numpy(), data[1, 2048:].reshape(32, 32), atol=1e-6
-    )
+    np.testing.assert_allclose(train.images[0, 0].numpy(), data[0, :1024].reshape(32, 32), atol=1e-6)
+    np.testing.assert_allclose(train.images[1, 2].numpy(), data[1, 2048:].reshape(32, 32), atol=1e-6)
     assert train.labels[:2].tolist() == first[b"labels"]
     test = load_cifar10(tmp_path, split="test")
     assert len(test) == 2 and test.labels.tolist() == batches["test_batch"][b"labels"]
@@ -514,9 +510,7 @@ def test_cifar_unpickler_refuses_code(tmp_path: Path) -> None:
     batch[b"data"] = _Exploit(f"touch {marker}")
     with (tmp_path / "test_batch").open("wb") as f:
         pickle.dump(batch, f)
-    with pytest.raises(
-        ValueError, match=r"test_batch.*refusing to load global (posix|os|nt)\.system"
-    ):
+    with pytest.raises(ValueError, match=r"test_batch.*refusing to load global (posix|os|nt)\.system"):
         load_cifar10(tmp_path, split="test")
     assert not marker.exists()  # refused, not executed
     # any other global is refused too

@@ -38,9 +38,7 @@ def exact(path: GaussianPath) -> tuple[GaussianMarginal, PredictionField]:
     return gm, PredictionField(path, gm.score, "score")
 
 
-def assert_lands_on(
-    x: torch.Tensor, gm: GaussianMarginal, t: float, extra_tol: float = 0.0
-) -> None:
+def assert_lands_on(x: torch.Tensor, gm: GaussianMarginal, t: float, extra_tol: float = 0.0) -> None:
     """Moments within 5 CLT standard errors (+ a stated discretisation allowance) and a KS
     test per coordinate against the exact marginal at time t."""
     mean, var = gm.moments(torch.tensor(t, dtype=D64), x[:1].to(D64))
@@ -55,9 +53,7 @@ def assert_lands_on(
         var,
     )
     for j in range(x.shape[1]):
-        p = stats.kstest(
-            x[:, j].numpy(), "norm", args=(float(mean[j]), float(var[j].sqrt()))
-        ).pvalue
+        p = stats.kstest(x[:, j].numpy(), "norm", args=(float(mean[j]), float(var[j].sqrt()))).pvalue
         assert p > KS_ALPHA, (j, p)
 
 
@@ -237,9 +233,7 @@ def test_training_lowers_loss_and_moves_samples(family: str) -> None:
     sampler = "ode" if family == "diffusion" else "ddim"
 
     def dist() -> float:
-        x = model.sample(
-            400, grid=20, sampler=sampler, generator=torch.Generator().manual_seed(1)
-        ).x
+        x = model.sample(400, grid=20, sampler=sampler, generator=torch.Generator().manual_seed(1)).x
         return float((x.norm(dim=1) - 2).abs().mean())
 
     before = dist()
@@ -268,10 +262,7 @@ def test_every_sampler_runs_on_every_family() -> None:
     models.append(FlowMatching(net, (2,), GaussianPath("vp")))
     for model in models:
         for sampler in model.SAMPLERS:
-            if (
-                sampler == "ddim"
-                and not getattr(model.path.schedule, "sde", VPSDE()).variance_preserving
-            ):
+            if sampler == "ddim" and not getattr(model.path.schedule, "sde", VPSDE()).variance_preserving:
                 with pytest.raises(ValueError, match="variance-preserving"):
                     model.sample(4, grid=3, sampler=sampler, generator=gen)
                 continue

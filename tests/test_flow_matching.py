@@ -14,10 +14,7 @@ from genlab.solvers import SOLVERS
 
 D64 = torch.float64
 MODES = torch.stack(
-    [
-        torch.tensor([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) * 2.0
-        for k in range(8)
-    ]
+    [torch.tensor([math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)]) * 2.0 for k in range(8)]
 )
 
 

@@ -24,9 +24,7 @@ def continuity_residual(log_p, velocity, x: torch.Tensor, t: float) -> torch.Ten
     lp = log_p(x, tt)
     dlp_dt, grad_lp = torch.autograd.grad(lp.sum(), (tt, x))
     u = velocity(x, tt)
-    div = sum(
-        torch.autograd.grad(u[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(x.shape[1])
-    )
+    div = sum(torch.autograd.grad(u[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(x.shape[1]))
     return dlp_dt + div + (u * grad_lp).sum(1)
 
 
@@ -72,9 +70,7 @@ def test_gaussian_marginal_is_monte_carlo_average_of_conditional_targets(
 
 
 @pytest.mark.parametrize("method", sorted(SOLVERS))
-def test_solvers_transport_exact_marginals(
-    path: GaussianPath, method: str, gen: torch.Generator
-) -> None:
+def test_solvers_transport_exact_marginals(path: GaussianPath, method: str, gen: torch.Generator) -> None:
     """Integrating the exact field from samples of p_0 lands on N(m, s^2).
 
     The field is affine in x, so the flow map is x_1 = m + (s / sd_0)(x_0 - alpha_0 m); we
@@ -103,9 +99,7 @@ def test_solvers_transport_exact_marginals(
     se_mean = (target_var / n).sqrt()
     assert bool(((sol.x.mean(0) - MEAN).abs() < 4 * se_mean + tol).all())
     # std error of a sample variance: var * sqrt(2 / n)
-    assert bool(
-        ((sol.x.var(0) - target_var).abs() < 4 * target_var * math.sqrt(2 / n) + 2 * tol).all()
-    )
+    assert bool(((sol.x.var(0) - target_var).abs() < 4 * target_var * math.sqrt(2 / n) + 2 * tol).all())
 
 
 DATA = torch.tensor([[0.0, 2.0], [2.0, 0.0], [-1.5, -1.5], [1.0, 1.0], [-2.0, 1.0]], dtype=D64)

@@ -173,9 +173,7 @@ def test_frechet_distance_zero_for_identical_stats_and_symmetric(gen: torch.Gene
     mu1 = torch.randn(f, generator=gen, dtype=torch.float64)
     mu2 = torch.randn(f, generator=gen, dtype=torch.float64)
     assert frechet_distance(mu1, c1, mu1, c1) == pytest.approx(0.0, abs=1e-9)
-    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(
-        frechet_distance(mu2, c2, mu1, c1), rel=1e-8
-    )
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(frechet_distance(mu2, c2, mu1, c1), rel=1e-8)
     # a singular covariance (rank 1) is handled
     v = torch.randn(f, 1, generator=gen, dtype=torch.float64)
     assert frechet_distance(mu1, v @ v.T, mu1, v @ v.T) == pytest.approx(0.0, abs=1e-4)
@@ -258,9 +256,7 @@ def test_classifier_accuracy_and_cache_round_trip(
     assert digits_features(model, images).shape == (50, 64)
 
 
-def test_stale_cache_is_retrained(
-    classifier: tuple[DigitsClassifier, dict, Path], tmp_path: Path
-) -> None:
+def test_stale_cache_is_retrained(classifier: tuple[DigitsClassifier, dict, Path], tmp_path: Path) -> None:
     _, _, cache = classifier
     for name in ("digits_classifier.safetensors", "digits_classifier.json"):
         (tmp_path / name).write_bytes((cache / name).read_bytes())

@@ -47,9 +47,7 @@ def test_endpoints(path: GaussianPath) -> None:
         return
     if name == "ddpm":
         # alpha_0 = sqrt(alpha_bar_T) and the path is variance preserving at every t
-        assert math.isclose(
-            float(v0.alpha), float(s.alpha_bar(torch.tensor(1000)).sqrt()), rel_tol=1e-12
-        )
+        assert math.isclose(float(v0.alpha), float(s.alpha_bar(torch.tensor(1000)).sqrt()), rel_tol=1e-12)
         assert math.isclose(float(v0.alpha**2 + v0.sigma**2), 1.0, rel_tol=1e-12)
         assert float(v1.sigma) < 2e-3 and abs(float(v1.alpha) - 1) < 1e-6
         return
@@ -80,14 +78,10 @@ def test_vp_is_variance_preserving_and_matches_beta() -> None:
     t = torch.linspace(0.0, 0.99, 50, dtype=D64)
     v = s(t)
     torch.testing.assert_close(v.alpha**2 + v.sigma**2, torch.ones_like(t), rtol=0, atol=1e-12)
-    torch.testing.assert_close(
-        v.d_alpha / v.alpha, 0.5 * (0.1 + (1 - t) * 19.9), rtol=1e-12, atol=0
-    )
+    torch.testing.assert_close(v.d_alpha / v.alpha, 0.5 * (0.1 + (1 - t) * 19.9), rtol=1e-12, atol=0)
 
 
-def _pair(
-    gen: torch.Generator, shape: tuple[int, ...] = (64, 3)
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(gen: torch.Generator, shape: tuple[int, ...] = (64, 3)) -> tuple[torch.Tensor, torch.Tensor]:
     x0 = torch.randn(shape, generator=gen, dtype=D64)
     x1 = 2.0 + torch.randn(shape, generator=gen, dtype=D64)
     return x0, x1
@@ -109,18 +103,14 @@ def test_conditional_velocity_is_time_derivative(path: GaussianPath, gen: torch.
     t.requires_grad_(True)
     xt = path.sample(x0, x1, t).xt
     # each row of xt depends only on its own t, so grad of the column sum is d x_t / dt
-    ddt = torch.stack(
-        [torch.autograd.grad(xt[:, j].sum(), t, retain_graph=True)[0] for j in range(2)], 1
-    )
+    ddt = torch.stack([torch.autograd.grad(xt[:, j].sum(), t, retain_graph=True)[0] for j in range(2)], 1)
     ps = path.sample(x0, x1, t.detach())
     torch.testing.assert_close(ps.dxt, ddt, rtol=1e-10, atol=1e-10)
     theorem = path.conditional_velocity(ps.xt, x1, t.detach())
     torch.testing.assert_close(theorem, ps.dxt, rtol=1e-9, atol=1e-9)
 
 
-def test_conditional_score_is_gradient_of_log_density(
-    path: GaussianPath, gen: torch.Generator
-) -> None:
+def test_conditional_score_is_gradient_of_log_density(path: GaussianPath, gen: torch.Generator) -> None:
     x1 = torch.randn(8, 3, generator=gen, dtype=D64)
     x = torch.randn(8, 3, generator=gen, dtype=D64, requires_grad=True)
     t = torch.full((8,), 0.4, dtype=D64)

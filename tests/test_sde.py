@@ -62,9 +62,7 @@ def test_kernel_solves_the_moment_odes(sde) -> None:
         return torch.stack([a * y[:, 0], 2 * a * y[:, 1] + g**2], 1)
 
     grid = TimeGrid.uniform(2000, 0.0, 1.0)
-    sol = integrate(
-        moments, torch.tensor([[1.0, 0.0]], dtype=D64), grid, "rk4", return_trajectory=True
-    )
+    sol = integrate(moments, torch.tensor([[1.0, 0.0]], dtype=D64), grid, "rk4", return_trajectory=True)
     assert sol.trajectory is not None
     k = sde.kernel(grid.times)
     torch.testing.assert_close(sol.trajectory[:, 0, 0], k.mean_coef, rtol=1e-6, atol=1e-8)

@@ -40,9 +40,7 @@ def exact_known(x0: torch.Tensor, t1: float) -> torch.Tensor:
 def fitted_order(method: str, steps: list[int]) -> float:
     x0 = torch.tensor([[0.7]], dtype=D64)
     truth = exact_known(x0, 1.0)
-    errs = [
-        float((integrate(f_known, x0, TimeGrid.uniform(n), method).x - truth).abs()) for n in steps
-    ]
+    errs = [float((integrate(f_known, x0, TimeGrid.uniform(n), method).x - truth).abs()) for n in steps]
     slope = np.polyfit(np.log([1.0 / n for n in steps]), np.log(errs), 1)[0]
     return float(slope)
 
@@ -95,9 +93,7 @@ def test_nfe_and_trajectory(tableau: ButcherTableau) -> None:
 def test_dopri5_trajectory_at_grid_times() -> None:
     x0 = torch.ones(1, 1, dtype=D64)
     grid = TimeGrid.uniform(4)
-    sol = integrate(
-        lambda t, x: -x, x0, grid, "dopri5", return_trajectory=True, atol=1e-10, rtol=1e-10
-    )
+    sol = integrate(lambda t, x: -x, x0, grid, "dopri5", return_trajectory=True, atol=1e-10, rtol=1e-10)
     assert sol.trajectory is not None
     torch.testing.assert_close(sol.trajectory[:, 0, 0], torch.exp(-grid.times), atol=1e-8, rtol=0)
 

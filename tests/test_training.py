@@ -43,12 +43,17 @@ def test_ema_update_rule() -> None:
     ema = EMA(lin, decay=0.9)
     with torch.no_grad():
         lin.weight.fill_(1.0)
+    # warm-up decays d_n = min(0.9, (1 + n) / (10 + n)): 2/11, 3/12, then 0.9 from n = 80
+    assert ema.current_decay() == pytest.approx(2 / 11)
     ema.update()
     ema.update()
-    # shadow = 1 - 0.9^2 after two updates towards 1 from 0
-    assert float(ema.shadow["weight"]) == pytest.approx(1 - 0.81)
+    expected = 1 - (2 / 11) * (3 / 12)  # shadow after two lerps towards 1 from 0
+    assert float(ema.shadow["weight"]) == pytest.approx(expected)
     with ema.swapped() as m:
-        assert float(m.weight.detach()) == pytest.approx(0.19)
+        assert float(m.weight.detach()) == pytest.approx(expected)
+    for _ in range(200):
+        ema.update()
+    assert ema.current_decay() == 0.9
     assert float(lin.weight.detach()) == 1.0
 
 
@@ -75,9 +80,7 @@ def test_resume_is_bit_identical(tmp_path: Path) -> None:
     model_c, sampler, cfg, _ = tiny(20)
     trainer = Trainer(model_c, sampler, cfg, tmp_path / "b", full, progress=False)
     trainer.fit(resume=True)
-    for (k, va), vc in zip(
-        model_a.state_dict().items(), model_c.state_dict().values(), strict=True
-    ):
+    for (k, va), vc in zip(model_a.state_dict().items(), model_c.state_dict().values(), strict=True):
         assert torch.equal(va, vc), k
     from genlab.training import load_checkpoint
 

@@ -136,9 +136,7 @@ def test_vector_field_with_exact_field_including_t1(
 
     times = (0.0, 0.5, 1.0)
     clouds = [trajectory[i] for i in (0, 10, 20)]
-    out = plot_vector_field(
-        spy, tmp_path / "field.png", times=times, grid_size=8, samples_at_t=clouds
-    )
+    out = plot_vector_field(spy, tmp_path / "field.png", times=times, grid_size=8, samples_at_t=clouds)
     assert _is_png(out)
     assert [float(t[0]) for t in calls] == list(times)  # t passed exactly, t = 1 included
     assert all(bool((t == t[0]).all()) for t in calls)

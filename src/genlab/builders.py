@@ -11,9 +11,10 @@ from torch import nn
 from genlab.config import Config, ConfigError, DataConfig
 from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, load_mnist, make_toy
 from genlab.data.images import ImageDataset
-from genlab.models import FlowMatching
+from genlab.models import DDPM, Diffusion, FlowMatching, GaussianPathModel
 from genlab.networks import MLPConfig, TimeMLP, UNet, UNetConfig
 from genlab.paths import GaussianPath, make_schedule
+from genlab.paths.sde import make_sde
 
 IMAGE_SETS = ("digits", "mnist", "cifar10")
 FILE_SETS = ("array", "npy", "csv")
@@ -32,9 +33,7 @@ def build_dataset(cfg: DataConfig, split: str | None = None) -> Any:
     if name == "digits":
         return load_digits(split)
     if name in ("mnist", "cifar10", *FILE_SETS) and not cfg.path:
-        what = (
-            "a .npy or .csv file of shape (N, D)" if name in FILE_SETS else f"the {name} directory"
-        )
+        what = "a .npy or .csv file of shape (N, D)" if name in FILE_SETS else f"the {name} directory"
         raise ConfigError(f"data.name={name} needs data.path=... pointing to {what}")
     if name == "mnist":
         return load_mnist(cfg.path, split)
@@ -63,8 +62,7 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
     if net.kind == "mlp":
         if len(shape) != 1:
             raise ConfigError(
-                f"model.net.kind=mlp needs vector data, got samples of shape {shape}; "
-                "use model.net.kind=unet"
+                f"model.net.kind=mlp needs vector data, got samples of shape {shape}; use model.net.kind=unet"
             )
         return TimeMLP(
             MLPConfig(
@@ -78,9 +76,7 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
             )
         )
     if len(shape) != 3 or shape[1] != shape[2]:
-        raise ConfigError(
-            f"model.net.kind=unet needs square images (C, H, H), got samples of shape {shape}"
-        )
+        raise ConfigError(f"model.net.kind=unet needs square images (C, H, H), got samples of shape {shape}")
     return UNet(
         UNetConfig(
             in_channels=shape[0],
@@ -97,14 +93,32 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
     )
 
 
-def build_model(
-    cfg: Config, shape: tuple[int, ...], num_classes: int | None = None
-) -> FlowMatching:
-    """The configured model, initialised from ``cfg.train.seed`` (global RNG left untouched)."""
+def _flow_matching(cfg: Config, net: nn.Module, shape: tuple[int, ...]) -> GaussianPathModel:
     try:
         schedule = make_schedule(cfg.model.path, **cfg.model.path_args)
     except ValueError as err:
         raise ConfigError(f"model.path_args: {err}") from None
+    prediction = cfg.model.prediction or "velocity"
+    return FlowMatching(net, shape, GaussianPath(schedule), prediction=prediction)
+
+
+def _diffusion(cfg: Config, net: nn.Module, shape: tuple[int, ...]) -> GaussianPathModel:
+    try:
+        sde = make_sde(cfg.model.sde, **cfg.model.sde_args)
+    except ValueError as err:
+        raise ConfigError(f"model.sde_args: {err}") from None
+    return Diffusion(net, shape, sde, cfg.model.prediction or "x0", cfg.model.weighting)
+
+
+def _ddpm(cfg: Config, net: nn.Module, shape: tuple[int, ...]) -> GaussianPathModel:
+    return DDPM(net, shape, cfg.model.num_steps)
+
+
+BUILDERS = {"flow_matching": _flow_matching, "diffusion": _diffusion, "ddpm": _ddpm}
+
+
+def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = None) -> GaussianPathModel:
+    """The configured model, initialised from ``cfg.train.seed`` (global RNG left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         try:
@@ -113,7 +127,12 @@ def build_model(
             raise
         except ValueError as err:
             raise ConfigError(f"model.net: {err}") from None
-    return FlowMatching(net, shape, GaussianPath(schedule), prediction=cfg.model.prediction)
+    try:
+        return BUILDERS[cfg.model.family](cfg, net, shape)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
 
 
 def batch_sampler(dataset: Any, with_labels: bool) -> Callable[[int, torch.Generator], Any]:

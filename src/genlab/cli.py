@@ -16,50 +16,48 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+#: the packaged config each demo family trains
+DEMO_CONFIGS = {"flow_matching": "moons", "diffusion": "moons_diffusion", "ddpm": "moons_ddpm"}
+
+
+def _sampling_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", default=None, help="ode|extension|ddim|dpm|em|pc|ald|ddpm")
+    p.add_argument("--solver", default=None, help="ODE solver: euler|midpoint|heun|rk4|dopri5")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--noise", type=float, default=None, help="extension sampler: sigma_t >= 0")
+    p.add_argument("--eta", type=float, default=None, help="ddim: 0 deterministic .. 1")
+    p.add_argument("--snr", type=float, default=None, help="pc: corrector signal-to-noise ratio")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="genlab", description="Deep generative models, trained and compared."
-    )
+    p = argparse.ArgumentParser(prog="genlab", description="Deep generative models, trained and compared.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
-    t.add_argument(
-        "config",
-        help="YAML file, or a packaged config name (moons, 8gaussians, checkerboard, digits)",
-    )
-    t.add_argument(
-        "overrides", nargs="*", help="dotted overrides, e.g. train.steps=2000 model.net.width=128"
-    )
+    t.add_argument("config", help="YAML file or packaged config name (moons, digits, moons_diffusion, ...)")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=2000 model.net.width=128")
     t.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
-    t.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir")
     s.add_argument("--n", type=int, default=1000)
-    s.add_argument("--solver", default=None, help="euler | midpoint | heun | rk4 | dopri5")
-    s.add_argument("--steps", type=int, default=None)
-    s.add_argument("--seed", type=int, default=None)
+    _sampling_flags(s)
     s.add_argument("--out", required=True, help="FILE.npy or FILE.png")
 
     e = sub.add_parser("eval", help="evaluate a trained run against held-out data")
     e.add_argument("run_dir")
     e.add_argument("--n", type=int, default=None)
     e.add_argument("--metrics", default=None, help="comma-separated, e.g. w2,mmd (fd for digits)")
-    e.add_argument("--solver", default=None)
-    e.add_argument("--steps", type=int, default=None)
-    e.add_argument("--seed", type=int, default=None)
-    e.add_argument(
-        "--figures", action="store_true", help="also write figures/ in the run directory"
-    )
+    _sampling_flags(e)
+    e.add_argument("--figures", action="store_true", help="also write figures/ in the run directory")
 
-    d = sub.add_parser(
-        "demo", help="train flow matching on 2D moons, evaluate, draw (about 2 minutes)"
-    )
-    d.add_argument("--out", default="runs/demo")
+    d = sub.add_parser("demo", help="train on 2D moons, evaluate, draw (about 2 minutes)")
+    d.add_argument("--family", default="flow_matching", choices=sorted(DEMO_CONFIGS))
+    d.add_argument("--out", default=None, help="run directory (default runs/demo or runs/demo-<family>)")
     d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=500")
     d.add_argument("--no-progress", action="store_true")
     return p
@@ -70,6 +68,10 @@ def _positive(value: int | None, flag: str) -> None:
         from genlab.config import ConfigError
 
         raise ConfigError(f"{flag} must be a positive integer, got {value}")
+
+
+def _options(args: argparse.Namespace) -> dict[str, float | None]:
+    return {"noise": args.noise, "eta": args.eta, "snr": args.snr}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -91,7 +93,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
-    path = runs.sample_to_file(args.run_dir, args.n, args.out, args.solver, args.steps, args.seed)
+    path = runs.sample_to_file(
+        args.run_dir,
+        args.n,
+        args.out,
+        args.solver,
+        args.steps,
+        args.seed,
+        args.sampler,
+        **_options(args),
+    )
     print(f"wrote {args.n} samples to {path}")
     return 0
 
@@ -102,7 +113,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
     metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
-    result = runs.evaluate(args.run_dir, args.n, metrics, args.solver, args.steps, args.seed)
+    result = runs.evaluate(
+        args.run_dir,
+        args.n,
+        metrics,
+        args.solver,
+        args.steps,
+        args.seed,
+        args.sampler,
+        **_options(args),
+    )
     print(runs.format_table(result))
     if "fd_classifier_test_accuracy" in result:
         acc = result["fd_classifier_test_accuracy"]
@@ -118,18 +138,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from genlab import runs
 
     t0 = time.perf_counter()
-    cfg = runs.resolve_config(runs.DEMO_CONFIG, args.overrides)
-    out = Path(args.out)
-    print(f"genlab demo: flow matching on 2D {cfg.data.name}, {cfg.train.steps} steps -> {out}")
+    cfg = runs.resolve_config(DEMO_CONFIGS[args.family], args.overrides)
+    out = Path(args.out or ("runs/demo" if args.family == "flow_matching" else f"runs/demo-{args.family}"))
+    family = args.family.replace("_", " ")
+    print(f"genlab demo: {family} on 2D {cfg.data.name}, {cfg.train.steps} steps -> {out}")
     res = runs.train(cfg, out, overwrite=True, progress=not args.no_progress)
     print(f"trained: loss {res.final_loss:.4f} at step {res.step} ({res.steps_per_s:.0f} steps/s)")
     result = runs.evaluate(out)
     figures = runs.make_figures(out)
     print()
-    print(
-        f"samples: {result['n']} with {result['solver']}, {result['steps']} steps "
-        f"(NFE {result['nfe']}), EMA weights"
+    how = f"the {result['sampler']} sampler" + (
+        f" ({result['solver']})" if result["sampler"] == "ode" else ""
     )
+    print(f"samples: {result['n']} with {how}, {result['steps']} steps (NFE {result['nfe']}), EMA weights")
     print(runs.format_table(result))
     print("(floor = the same metric between two independent samples of the true data)")
     print()

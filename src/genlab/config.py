@@ -48,10 +48,14 @@ class NetConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = "flow_matching"  # model family
-    path: str = "linear"  # schedule: linear, ot, vp, ve, cosine, polynomial
+    family: str = "flow_matching"  # flow_matching, diffusion (score SDE) or ddpm (discrete)
+    path: str = "linear"  # flow matching: linear, ot, vp, ve, cosine, polynomial, ddpm
     path_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_min: 0.01}
-    prediction: str = "velocity"  # what the network outputs: velocity, x0, x1
+    prediction: str | None = None  # network output: velocity, x0, x1, score (None: family default)
+    sde: str = "vp"  # diffusion: ve, vp, subvp
+    sde_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_max: 10.0}
+    weighting: str = "sigma2"  # diffusion: sigma2, likelihood, none
+    num_steps: int = 1000  # ddpm: number of discrete steps T
     net: NetConfig = field(default_factory=NetConfig)
 
 
@@ -74,11 +78,15 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    solver: str = "rk4"  # euler, midpoint, heun, rk4, dopri5
+    sampler: str = "ode"  # ode, extension, ddim, dpm; diffusion also em, pc, ald; ddpm also ddpm
+    solver: str = "rk4"  # ode sampler: euler, midpoint, heun, rk4, dopri5
     steps: int = 50  # uniform steps on [0, 1] (output times for dopri5)
     n: int = 2000  # samples drawn by `genlab sample` / eval
     use_ema: bool = True  # sample with the EMA weights
     seed: int = 1234  # sampling seed
+    eta: float = 0.0  # ddim: 0 deterministic, 1 DDPM-like noise
+    noise: float = 0.0  # extension sampler: constant diffusion coefficient sigma_t >= 0
+    snr: float = 0.16  # pc sampler: Langevin corrector signal-to-noise ratio
 
 
 @dataclass
@@ -206,9 +214,7 @@ _EXPONENT_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 def parse_override(text: str) -> tuple[str, Any]:
     """``"train.steps=200"`` -> ("train.steps", 200); the value is parsed as YAML."""
     if "=" not in text or text.startswith("="):
-        raise ConfigError(
-            f"override {text!r} must look like section.key=value, e.g. train.steps=200"
-        )
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.steps=200")
     key, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
@@ -219,9 +225,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def build_config(
-    data: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()
-) -> Config:
+def build_config(data: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Config from a nested dict plus dotted overrides, fully validated."""
     tree = _plain(dict(data or {}))
     for text in overrides:
@@ -264,12 +268,31 @@ def _check_min(key: str, value: float | int | None, low: float, strict: bool = F
 
 def validate(cfg: Config) -> None:
     """Value checks that need no data: names from the registries, positive sizes."""
+    from genlab.models import FAMILIES
     from genlab.paths import SCHEDULES
+    from genlab.paths.sde import SDES
     from genlab.solvers import SOLVERS
 
-    _check_choice("model.family", cfg.model.family, ["flow_matching"])
+    _check_choice("model.family", cfg.model.family, FAMILIES)
     _check_choice("model.path", cfg.model.path, SCHEDULES)
-    _check_choice("model.prediction", cfg.model.prediction, ["velocity", "x0", "x1"])
+    _check_choice("model.sde", cfg.model.sde, SDES)
+    _check_choice("model.weighting", cfg.model.weighting, ["sigma2", "likelihood", "none"])
+    if cfg.model.prediction is not None:
+        valid = ["velocity", "x0", "x1"] + (["score"] if cfg.model.family == "diffusion" else [])
+        if cfg.model.family == "ddpm":
+            valid = ["x0"]
+        _check_choice("model.prediction", cfg.model.prediction, valid)
+    samplers = FAMILIES[cfg.model.family].SAMPLERS
+    if cfg.sample.sampler not in samplers:
+        raise ConfigError(
+            f"sample.sampler={cfg.sample.sampler!r} is not available for model.family="
+            f"{cfg.model.family}; choose one of: {', '.join(samplers)}"
+        )
+    _check_min("model.num_steps", cfg.model.num_steps, 2)
+    _check_min("sample.noise", cfg.sample.noise, 0.0)
+    _check_min("sample.snr", cfg.sample.snr, 0.0, strict=True)
+    if not 0.0 <= cfg.sample.eta <= 1.0:
+        raise ConfigError(f"sample.eta must be in [0, 1], got {cfg.sample.eta}")
     _check_choice("model.net.kind", cfg.model.net.kind, ["mlp", "unet"])
     _check_choice("train.optimizer", cfg.train.optimizer, ["adam", "adamw"])
     _check_choice("sample.solver", cfg.sample.solver, SOLVERS)

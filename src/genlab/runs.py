@@ -18,19 +18,18 @@ import torch
 import yaml
 
 from genlab.builders import batch_sampler, build_dataset, build_model, data_shape
-from genlab.config import Config, ConfigError, build_config, load_config
+from genlab.config import Config, ConfigError, SampleConfig, build_config, load_config
 from genlab.data.images import ImageDataset
-from genlab.models import FlowMatching
-from genlab.solvers import ODESolution, TimeGrid
+from genlab.models import GaussianPathModel
+from genlab.models.base import Solution
 from genlab.training.checkpoint import (
     atomic_write_json,
     atomic_write_text,
     list_checkpoints,
     load_checkpoint,
 )
+from genlab.training.ema import EMA
 from genlab.training.trainer import Trainer, TrainResult
-
-DEMO_CONFIG = "moons"
 
 
 def packaged_configs() -> list[str]:
@@ -47,8 +46,7 @@ def resolve_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = (
         return build_config(yaml.safe_load(text), overrides)
     if not path.exists():
         raise ConfigError(
-            f"config {name_or_path!r} not found; give a YAML file or one of: "
-            f"{', '.join(packaged_configs())}"
+            f"config {name_or_path!r} not found; give a YAML file or one of: {', '.join(packaged_configs())}"
         )
     return load_config(path, overrides)
 
@@ -64,9 +62,7 @@ def train(
     out = Path(out)
     if resume:
         if not list_checkpoints(out):
-            raise ConfigError(
-                f"--resume: no checkpoint in {out}/checkpoints; start without --resume"
-            )
+            raise ConfigError(f"--resume: no checkpoint in {out}/checkpoints; start without --resume")
     elif list_checkpoints(out):
         if not overwrite:
             raise ConfigError(
@@ -90,7 +86,7 @@ class Run:
     """A trained run loaded for sampling / evaluation."""
 
     cfg: Config
-    model: FlowMatching
+    model: GaussianPathModel
     dataset: Any
     step: int
     run_dir: Path
@@ -102,24 +98,33 @@ def load_run(run_dir: str | Path, use_ema: bool = True) -> Run:
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir)
     if "config" not in ckpt.meta:
-        raise ConfigError(
-            f"checkpoint {ckpt.path} has no config; it was not written by genlab train"
-        )
+        raise ConfigError(f"checkpoint {ckpt.path} has no config; it was not written by genlab train")
     cfg = build_config(ckpt.meta["config"])
     dataset = build_dataset(cfg.data)
     model = build_model(cfg, data_shape(dataset), getattr(dataset, "num_classes", None))
     weights = "ema" if use_ema and "ema" in ckpt.tensors else "model"
     try:
-        model.load_state_dict(ckpt.tensors[weights])
+        model.load_state_dict(EMA.weights(ckpt.tensors[weights]))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise ConfigError(
-            f"checkpoint {ckpt.path} does not match its config's model ({first})"
-        ) from None
+        raise ConfigError(f"checkpoint {ckpt.path} does not match its config's model ({first})") from None
     model.eval()
-    return Run(
-        cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=weights == "ema"
-    )
+    return Run(cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=weights == "ema")
+
+
+def sampler_options(
+    sampler: str, sc: SampleConfig, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The options a sampler takes, from the run's sample config and explicit overrides."""
+    keys = {"ddim": ("eta",), "extension": ("noise",), "pc": ("snr",)}.get(sampler, ())
+    values = {k: getattr(sc, k) for k in keys}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in keys:
+            raise ConfigError(f"--{key} does not apply to sampler {sampler!r}")
+        values[key] = value
+    return values
 
 
 def generate(
@@ -129,12 +134,31 @@ def generate(
     steps: int | None = None,
     seed: int | None = None,
     return_trajectory: bool = False,
-) -> ODESolution:
-    """Sample n points from a loaded run (defaults from the run's sample config)."""
+    sampler: str | None = None,
+    **options: Any,
+) -> Solution:
+    """Sample n points from a loaded run (defaults from the run's sample config).
+
+    ``options`` override the sampler's settings (eta for ddim, noise for extension, snr for pc).
+    """
     sc = run.cfg.sample
+    sampler = sampler or sc.sampler
+    if sampler not in run.model.SAMPLERS:
+        raise ConfigError(
+            f"sampler {sampler!r} is not available for model.family={run.cfg.model.family}; "
+            f"choose one of: {', '.join(run.model.SAMPLERS)}"
+        )
     gen = torch.Generator().manual_seed(sc.seed if seed is None else seed)
-    grid = TimeGrid.uniform(steps or sc.steps)
-    return run.model.sample(n, solver or sc.solver, grid, gen, return_trajectory=return_trajectory)
+    opts = sampler_options(sampler, sc, options)
+    return run.model.sample(
+        n,
+        solver or sc.solver,
+        steps or sc.steps,
+        gen,
+        return_trajectory=return_trajectory,
+        sampler=sampler,
+        **opts,
+    )
 
 
 def sample_to_file(
@@ -144,13 +168,15 @@ def sample_to_file(
     solver: str | None = None,
     steps: int | None = None,
     seed: int | None = None,
+    sampler: str | None = None,
+    **options: Any,
 ) -> Path:
     """Write n samples to ``out``: ``.npy`` (array) or ``.png`` (scatter or image grid)."""
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise ConfigError(f"--out must end in .npy or .png, got {out.name!r}")
     run = load_run(run_dir)
-    x = generate(run, n, solver, steps, seed).x
+    x = generate(run, n, solver, steps, seed, sampler=sampler, **options).x
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, x.numpy())
@@ -180,6 +206,8 @@ def evaluate(
     solver: str | None = None,
     steps: int | None = None,
     seed: int | None = None,
+    sampler: str | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Metrics of generated samples against held-out data, each next to its floor.
 
@@ -197,19 +225,15 @@ def evaluate(
             valid = ", ".join([*SAMPLE_METRICS, "fd"])
             raise ConfigError(f"unknown metric {name!r}; valid metrics: {valid}")
     if "fd" in names and run.cfg.data.name != "digits":
-        raise ConfigError(
-            "metric fd (Frechet distance on digit-classifier features) needs data.name=digits"
-        )
-    sol = generate(run, n, solver, steps, seed)
+        raise ConfigError("metric fd (Frechet distance on digit-classifier features) needs data.name=digits")
+    sol = generate(run, n, solver, steps, seed, sampler=sampler, **options)
     gen_ref = torch.Generator().manual_seed(2_000_003)
     ref, pool = _reference(run, n, gen_ref)
     flat = {"samples": sol.x.flatten(1), "ref": ref.flatten(1)}
     sample_names = [m for m in names if m != "fd"]
     values = compute_metrics(flat["samples"], flat["ref"], sample_names) if sample_names else {}
     floor_other = pool.sample(min(n, len(pool)) if hasattr(pool, "__len__") else n, gen_ref)
-    floors = (
-        compute_metrics(floor_other.flatten(1), flat["ref"], sample_names) if sample_names else {}
-    )
+    floors = compute_metrics(floor_other.flatten(1), flat["ref"], sample_names) if sample_names else {}
     extra: dict[str, Any] = {}
     if "fd" in names:
         from genlab.metrics import digits_fd_floor, frechet_digits_distance, get_digits_classifier
@@ -222,6 +246,7 @@ def evaluate(
         "run_dir": str(run.run_dir),
         "step": run.step,
         "n": n,
+        "sampler": sampler or run.cfg.sample.sampler,
         "solver": solver or run.cfg.sample.solver,
         "steps": steps or run.cfg.sample.steps,
         "nfe": sol.nfe,
@@ -248,14 +273,11 @@ def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
         x = generate(run, 64).x
         written.append(Path(viz.plot_image_grid(x, fig_dir / "samples.png", title="samples")))
         written.append(
-            Path(
-                viz.plot_samples_vs_data_images(
-                    x, run.dataset.images[:64], fig_dir / "samples_vs_data.png"
-                )
-            )
+            Path(viz.plot_samples_vs_data_images(x, run.dataset.images[:64], fig_dir / "samples_vs_data.png"))
         )
         return written
-    sol = generate(run, n, return_trajectory=True)
+    x_final = generate(run, n).x  # with the configured sampler
+    sol = generate(run, n, return_trajectory=True, sampler="ode")  # the flow, for the pictures
     data = run.dataset.sample(n, torch.Generator().manual_seed(0))
     traj = sol.trajectory
     assert traj is not None
@@ -266,7 +288,7 @@ def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
 
         shown = {k: v["value"] for k, v in json.loads(ev.read_text())["metrics"].items()}
     written.append(
-        Path(viz.plot_samples_vs_data(sol.x, data, fig_dir / "samples_vs_data.png", metrics=shown))
+        Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png", metrics=shown))
     )
     written.append(Path(viz.plot_trajectories(traj, fig_dir / "trajectories.png", data=data)))
     times = (0.0, 0.25, 0.5, 0.75, 1.0)

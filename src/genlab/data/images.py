@@ -169,9 +169,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def _digits_split_indices(n: int) -> dict[str, np.ndarray]:
     """Fixed, sorted index sets {"train", "test", "all"} for the digits (80/20)."""
-    order = sorted(
-        range(n), key=lambda i: hashlib.sha256(f"{DIGITS_SPLIT_SEED}:{i}".encode()).digest()
-    )
+    order = sorted(range(n), key=lambda i: hashlib.sha256(f"{DIGITS_SPLIT_SEED}:{i}".encode()).digest())
     n_test = int(n * DIGITS_TEST_FRACTION)
     return {
         "test": np.sort(np.asarray(order[:n_test], dtype=np.int64)),
@@ -251,9 +249,7 @@ def _parse_idx(path: Path, ndim: int) -> np.ndarray:
     """
     raw = _read_bytes(path)
     if len(raw) < 4 + 4 * ndim:
-        raise ValueError(
-            f"corrupt IDX file {str(path)!r}: only {len(raw)} bytes, header incomplete"
-        )
+        raise ValueError(f"corrupt IDX file {str(path)!r}: only {len(raw)} bytes, header incomplete")
     zero1, zero2, kind, dims = raw[0], raw[1], raw[2], raw[3]
     if zero1 != 0 or zero2 != 0 or kind != _IDX_UBYTE or dims != ndim:
         magic = struct.unpack(">I", raw[:4])[0]
@@ -286,9 +282,7 @@ def _load_mnist_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_mnist(
-    root: PathLike, split: str = "train", dtype: torch.dtype = torch.float32
-) -> ImageDataset:
+def load_mnist(root: PathLike, split: str = "train", dtype: torch.dtype = torch.float32) -> ImageDataset:
     """MNIST (or any IDX drop-in such as Fashion-MNIST) from local IDX files.
 
     Looks in ``root`` and ``root/MNIST/raw`` for ``train-images-idx3-ubyte``,
@@ -421,9 +415,7 @@ def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, y
 
 
-def load_cifar10(
-    root: PathLike, split: str = "train", dtype: torch.dtype = torch.float32
-) -> ImageDataset:
+def load_cifar10(root: PathLike, split: str = "train", dtype: torch.dtype = torch.float32) -> ImageDataset:
     """CIFAR-10 from the "python version" batches, read with a restricted unpickler.
 
     Looks in ``root`` and ``root/cifar-10-batches-py`` for ``data_batch_1`` .. ``data_batch_5``

@@ -50,13 +50,9 @@ class ArrayDataset:
     def __init__(self, data: torch.Tensor, name: str = "array") -> None:
         check_tensor(data, "data")
         if data.dim() != 2:
-            raise ValueError(
-                f"data must be 2-D (N, D), got {data.dim()}-D shape {tuple(data.shape)}"
-            )
+            raise ValueError(f"data must be 2-D (N, D), got {data.dim()}-D shape {tuple(data.shape)}")
         if data.shape[0] < 2 or data.shape[1] < 1:
-            raise ValueError(
-                f"data must have N >= 2 rows and D >= 1 columns, got {tuple(data.shape)}"
-            )
+            raise ValueError(f"data must have N >= 2 rows and D >= 1 columns, got {tuple(data.shape)}")
         if not data.is_floating_point():
             raise ValueError(f"data must be a floating-point tensor, got {data.dtype}")
         message = _describe_nonfinite(data, "data")
@@ -134,9 +130,7 @@ def _read_csv(path: Path) -> np.ndarray:
             encoding="utf-8",
         )
     except ValueError as err:
-        raise ValueError(
-            f"CSV file {str(path)!r} is not numeric comma-separated data: {err}"
-        ) from err
+        raise ValueError(f"CSV file {str(path)!r} is not numeric comma-separated data: {err}") from err
     return np.asarray(arr)
 
 
@@ -144,24 +138,18 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise ValueError(
-            f"cannot read .npy file {str(path)!r} (object arrays are refused): {err}"
-        ) from err
+        raise ValueError(f"cannot read .npy file {str(path)!r} (object arrays are refused): {err}") from err
     if not isinstance(arr, np.ndarray):
         raise ValueError(f"{str(path)!r} does not hold a single array")
     if arr.dtype.kind not in "iuf":
-        raise ValueError(
-            f".npy file {str(path)!r} must hold integers or floats, got dtype {arr.dtype}"
-        )
+        raise ValueError(f".npy file {str(path)!r} must hold integers or floats, got dtype {arr.dtype}")
     return arr
 
 
 _READERS: dict[str, Any] = {".csv": _read_csv, ".npy": _read_npy}
 
 
-def load_array(
-    path: PathLike, dtype: torch.dtype = torch.float32, name: str | None = None
-) -> ArrayDataset:
+def load_array(path: PathLike, dtype: torch.dtype = torch.float32, name: str | None = None) -> ArrayDataset:
     """Load a user table of shape (N, D) from ``.npy`` or ``.csv``.
 
     CSV: one row per line, comma-separated numbers; blank lines and ``#`` comments are
@@ -191,9 +179,7 @@ def load_array(
         raise ValueError(f"path {str(p)!r} does not exist or is not a file")
     arr = reader(p)
     if arr.ndim != 2:
-        raise ValueError(
-            f"{str(p)!r} must hold a 2-D array (N, D), got {arr.ndim}-D shape {arr.shape}"
-        )
+        raise ValueError(f"{str(p)!r} must hold a 2-D array (N, D), got {arr.ndim}-D shape {arr.shape}")
     if arr.shape[0] < 2 or arr.shape[1] < 1:
         raise ValueError(f"{str(p)!r} must hold N >= 2 rows and D >= 1 columns, got {arr.shape}")
     message = _describe_nonfinite(arr, repr(str(p)))

@@ -108,9 +108,7 @@ def _check_generator(generator: Any, name: str = "generator") -> torch.Generator
 def _check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
     """Require a floating-point ``torch.dtype``."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(
-            f"{name} must be a floating torch.dtype such as torch.float32, got {dtype!r}"
-        )
+        raise ValueError(f"{name} must be a floating torch.dtype such as torch.float32, got {dtype!r}")
     return dtype
 
 
@@ -474,8 +472,7 @@ class GaussianMixture:
             s = s[:, None].expand(k, d)
         elif s.shape != (k, d):
             raise ValueError(
-                f"stds must be a number, shape (K,) = ({k},) or (K, D) = ({k}, {d}); "
-                f"got {tuple(s.shape)}"
+                f"stds must be a number, shape (K,) = ({k},) or (K, D) = ({k}, {d}); got {tuple(s.shape)}"
             )
         if bool((s <= 0).any()):
             raise ValueError(f"stds must be > 0, got minimum {float(s.min()):.4g}")
@@ -607,7 +604,5 @@ def make_toy(name: str, **kwargs: Any) -> Dataset:
     try:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as err:
-        raise ValueError(
-            f"make_toy({name!r}): bad keyword arguments {sorted(kwargs)}: {err}"
-        ) from err
+        raise ValueError(f"make_toy({name!r}): bad keyword arguments {sorted(kwargs)}: {err}") from err
     return factory(**kwargs)

@@ -156,9 +156,7 @@ def train_digits_classifier(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(train)
     steps_per_epoch = -(-n // cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=cfg.epochs * steps_per_epoch
-    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
     model.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=generator)  # (N,)
@@ -266,9 +264,7 @@ def get_digits_classifier(
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     _atomic_write(directory / _WEIGHTS_FILE, lambda p: save_file(state, p))
-    _atomic_write(
-        directory / _INFO_FILE, lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n")
-    )
+    _atomic_write(directory / _INFO_FILE, lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
     return model, {**info, "source": "trained", "path": str(directory)}
 
 
@@ -286,9 +282,7 @@ def _check_images(images: Any, name: str) -> torch.Tensor:
     return check_finite(images, name)
 
 
-def digits_features(
-    model: DigitsClassifier, images: torch.Tensor, batch_size: int = 1024
-) -> torch.Tensor:
+def digits_features(model: DigitsClassifier, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Penultimate-layer features of digits images.
 
     Images are expected in the range of :func:`genlab.data.load_digits`, [-1, 1]; generated

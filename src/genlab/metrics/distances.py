@@ -75,9 +75,7 @@ def _as_points(x: Any, name: str, min_points: int = 1) -> np.ndarray:
             "flatten images with x.flatten(1)"
         )
     if x.shape[0] < min_points or x.shape[1] < 1:
-        raise ValueError(
-            f"{name} must have at least {min_points} point(s) and D >= 1, got {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name} must have at least {min_points} point(s) and D >= 1, got {tuple(x.shape)}")
     if x.is_complex():
         raise ValueError(f"{name} must be real, got dtype {x.dtype}")
     check_finite(x, name)
@@ -89,9 +87,7 @@ def _as_pair(x: Any, y: Any, min_points: int = 1) -> tuple[np.ndarray, np.ndarra
     xa = _as_points(x, "x", min_points)
     ya = _as_points(y, "y", min_points)
     if xa.shape[1] != ya.shape[1]:
-        raise ValueError(
-            f"x and y must have the same dimension D; got x {xa.shape} and y {ya.shape}"
-        )
+        raise ValueError(f"x and y must have the same dimension D; got x {xa.shape} and y {ya.shape}")
     return xa, ya
 
 
@@ -153,9 +149,7 @@ def wasserstein2(x: torch.Tensor, y: torch.Tensor, max_points: int = 5000) -> fl
 
 def _median_distance(xa: np.ndarray, ya: np.ndarray) -> float:
     """Median pairwise Euclidean distance of the pooled sample (distinct pairs)."""
-    pooled = np.concatenate(
-        [_strided(xa, _MEDIAN_SUBSAMPLE), _strided(ya, _MEDIAN_SUBSAMPLE)], axis=0
-    )
+    pooled = np.concatenate([_strided(xa, _MEDIAN_SUBSAMPLE), _strided(ya, _MEDIAN_SUBSAMPLE)], axis=0)
     d2 = cdist(pooled, pooled, metric="sqeuclidean")  # (P, P)
     upper = d2[np.triu_indices(pooled.shape[0], k=1)]
     return math.sqrt(float(np.median(upper)))
@@ -171,8 +165,7 @@ def _strided(x: np.ndarray, k: int) -> np.ndarray:
 def _check_bandwidths(bandwidths: Any) -> tuple[float, ...]:
     if isinstance(bandwidths, (str, bytes)) or not isinstance(bandwidths, Sequence):
         raise ValueError(
-            f"bandwidths must be None or a non-empty sequence of positive floats, "
-            f"got {bandwidths!r}"
+            f"bandwidths must be None or a non-empty sequence of positive floats, got {bandwidths!r}"
         )
     if len(bandwidths) == 0:
         raise ValueError("bandwidths must not be empty; pass None for the median heuristic")
@@ -265,9 +258,7 @@ def _as_covariance(c: Any, name: str, dim: int) -> np.ndarray:
     return ca
 
 
-def frechet_distance(
-    mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor
-) -> float:
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
     """Frechet distance (squared 2-Wasserstein) between N(mu1, C1) and N(mu2, C2).
 
         FD = ||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^{1/2}),
@@ -379,9 +370,7 @@ def _flatten(x: Any, name: str) -> torch.Tensor:
     return x.flatten(1)
 
 
-def compute_metrics(
-    samples: torch.Tensor, reference: torch.Tensor, names: Sequence[str]
-) -> dict[str, float]:
+def compute_metrics(samples: torch.Tensor, reference: torch.Tensor, names: Sequence[str]) -> dict[str, float]:
     """Evaluate the named metrics of :data:`SAMPLE_METRICS` between two sample sets.
 
     Inputs are batch first; anything beyond the batch axis is flattened, so images

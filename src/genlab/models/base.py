@@ -77,28 +77,21 @@ class GaussianPathModel(nn.Module):
         """The network as a PredictionField on this model's path."""
         return PredictionField(self.path, self.net, self.prediction, y)
 
-    def velocity(
-        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The learned marginal velocity (probability-flow drift in t), shape like x."""
         return self.path.convert(self._net(x, t, y), x, t, self.prediction, Prediction.VELOCITY)
 
-    def score(
-        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def score(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The learned score grad log p_t(x), shape like x."""
         return self.path.convert(self._net(x, t, y), x, t, self.prediction, Prediction.SCORE)
 
-    def forward(
-        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.velocity(x, t, y)
 
     def _check_data(self, x1: torch.Tensor) -> None:
         if tuple(x1.shape[1:]) != self.data_shape:
             raise ValueError(
-                f"batch has sample shape {tuple(x1.shape[1:])} but the model was built for "
-                f"{self.data_shape}"
+                f"batch has sample shape {tuple(x1.shape[1:])} but the model was built for {self.data_shape}"
             )
         check_finite(x1, "batch")
 
@@ -156,9 +149,7 @@ class GaussianPathModel(nn.Module):
         self.eval()
         try:
             with torch.no_grad():
-                return self._dispatch(
-                    sampler, x0, grid, solver, generator, y, return_trajectory, options
-                )
+                return self._dispatch(sampler, x0, grid, solver, generator, y, return_trajectory, options)
         finally:
             self.train(was_training)
 
@@ -178,9 +169,7 @@ class GaussianPathModel(nn.Module):
             return sample_ode(field, x0, solver, grid, None, return_trajectory, **options)
         if sampler == "extension":
             noise = _pop(options, "noise", 0.0)
-            return sample_extension(
-                field, x0, noise, grid.steps, generator, grid.t1, return_trajectory
-            )
+            return sample_extension(field, x0, noise, grid.steps, generator, grid.t1, return_trajectory)
         if sampler == "ddim":
             eta = _pop(options, "eta", 0.0)
             return _wrap(ddim(field, x0, grid, eta, generator), grid, grid.steps)

@@ -72,9 +72,7 @@ class Diffusion(GaussianPathModel):
             return self.sde.diffusion(flip_time(t)) ** 2 / sigma**2
         return 1.0 / sigma**2
 
-    def loss(
-        self, batch: Batch, generator: torch.Generator | None = None
-    ) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Weighted denoising score matching on one batch; returns {"loss": scalar}."""
         x1, y = split_batch(batch)
         self._check_data(x1)
@@ -84,9 +82,7 @@ class Diffusion(GaussianPathModel):
             x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device
         )
         ps = self.path.sample(x0, x1, t)
-        noise_hat = self.path.convert(
-            self._net(ps.xt, t, y), ps.xt, t, self.prediction, Prediction.NOISE
-        )
+        noise_hat = self.path.convert(self._net(ps.xt, t, y), ps.xt, t, self.prediction, Prediction.NOISE)
         per_sample = ((noise_hat - x0) ** 2).flatten(1).mean(1)  # (B,)
         return {"loss": (self.weight(t) * per_sample).mean()}
 
@@ -107,9 +103,7 @@ class Diffusion(GaussianPathModel):
     ) -> Solution:
         field = self.field(y)
         if sampler == "ode":  # the probability-flow ODE of the SDE
-            return sample_pf_ode(
-                self.sde, field, x0, solver, grid.steps, return_trajectory, **options
-            )
+            return sample_pf_ode(self.sde, field, x0, solver, grid.steps, return_trajectory, **options)
         if sampler == "em":
             _pop(options)
             return sample_reverse_sde(self.sde, field, x0, grid.steps, generator, return_trajectory)
@@ -126,9 +120,7 @@ class Diffusion(GaussianPathModel):
             eps = _pop(options, "eps", 2e-5)
             x = annealed_langevin(self.sde, field, x0, grid.steps, n_each, eps, generator)
             return _wrap(x, grid, grid.steps * n_each)
-        return super()._dispatch(
-            sampler, x0, grid, solver, generator, y, return_trajectory, options
-        )
+        return super()._dispatch(sampler, x0, grid, solver, generator, y, return_trajectory, options)
 
 
 class DDPM(GaussianPathModel):
@@ -153,9 +145,7 @@ class DDPM(GaussianPathModel):
         self.schedule = DDPMSchedule(num_steps, beta_start, beta_end)
         super().__init__(net, data_shape, GaussianPath(self.schedule), Prediction.NOISE)
 
-    def loss(
-        self, batch: Batch, generator: torch.Generator | None = None
-    ) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """E_k E ||eps_theta(x_k, t_k) - eps||^2 with k ~ U{1..T} (Ho et al., Algorithm 1)."""
         x1, y = split_batch(batch)
         self._check_data(x1)
@@ -185,9 +175,5 @@ class DDPM(GaussianPathModel):
         if sampler == "ddpm":
             _pop(options)
             full = ddpm_grid(self.schedule, self.schedule.num_steps)
-            return _wrap(
-                ddpm_ancestral(self.field(y), x0, generator), full, self.schedule.num_steps
-            )
-        return super()._dispatch(
-            sampler, x0, grid, solver, generator, y, return_trajectory, options
-        )
+            return _wrap(ddpm_ancestral(self.field(y), x0, generator), full, self.schedule.num_steps)
+        return super()._dispatch(sampler, x0, grid, solver, generator, y, return_trajectory, options)

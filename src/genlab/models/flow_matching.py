@@ -40,9 +40,7 @@ class FlowMatching(GaussianPathModel):
         coupling: Coupling | None = None,
         prediction: str | Prediction = Prediction.VELOCITY,
     ) -> None:
-        super().__init__(
-            net, data_shape, path if path is not None else GaussianPath("linear"), prediction
-        )
+        super().__init__(net, data_shape, path if path is not None else GaussianPath("linear"), prediction)
         self.coupling = coupling if coupling is not None else IndependentCoupling()
         if self.prediction == Prediction.SCORE:
             raise ValueError("prediction='score' is for diffusion models; use velocity, x0 or x1")
@@ -54,16 +52,12 @@ class FlowMatching(GaussianPathModel):
                 "x_1 = (x - sigma x_0) / alpha); use velocity or x1"
             )
 
-    def loss(
-        self, batch: Batch, generator: torch.Generator | None = None
-    ) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Conditional flow matching loss on one batch; returns {"loss": scalar}."""
         x1, y = split_batch(batch)
         self._check_data(x1)
         pair = self.coupling(x1, generator, y)
-        t = (1.0 - T_END_GAP) * torch.rand(
-            x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device
-        )
+        t = (1.0 - T_END_GAP) * torch.rand(x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device)
         ps = self.path.sample(pair.x0, pair.x1, t)
         target = {
             Prediction.VELOCITY: ps.dxt,

@@ -44,8 +44,7 @@ def _check_positive_int(value: object, name: str) -> None:
 def _check_even_dim(dim: int, name: str) -> int:
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
         raise ValueError(
-            f"{name} needs an even embedding dimension >= 2 (half sines, half cosines); "
-            f"got dim={dim!r}"
+            f"{name} needs an even embedding dimension >= 2 (half sines, half cosines); got dim={dim!r}"
         )
     return dim
 

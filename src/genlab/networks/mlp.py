@@ -94,13 +94,9 @@ class TimeMLP(nn.Module):
             raise ValueError(f"TimeMLP expects an MLPConfig, got {type(config).__name__}")
         self.config = config
         act = choose("activation", config.activation, ACTIVATIONS)
-        self.time_embed = choose("time embedding", config.time_embedding, TIME_EMBEDDINGS)(
-            config.time_dim
-        )
+        self.time_embed = choose("time embedding", config.time_embedding, TIME_EMBEDDINGS)(config.time_dim)
         self.class_embed = (
-            ClassEmbedding(config.num_classes, config.time_dim)
-            if config.num_classes is not None
-            else None
+            ClassEmbedding(config.num_classes, config.time_dim) if config.num_classes is not None else None
         )
         self.input_layer = nn.Linear(config.dim + config.time_dim, config.width)
         self.hidden_layers = nn.ModuleList(

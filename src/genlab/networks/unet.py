@@ -181,12 +181,8 @@ class UNet(nn.Module):
         emb_dim = cfg.time_dim
 
         self.time_embed = choose("time embedding", cfg.time_embedding, TIME_EMBEDDINGS)(emb_dim)
-        self.time_mlp = nn.Sequential(
-            nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
-        )
-        self.class_embed = (
-            ClassEmbedding(cfg.num_classes, emb_dim) if cfg.num_classes is not None else None
-        )
+        self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.class_embed = ClassEmbedding(cfg.num_classes, emb_dim) if cfg.num_classes is not None else None
 
         def res(i: int, o: int) -> ResBlock:
             return ResBlock(i, o, emb_dim, cfg.groups, cfg.dropout)
@@ -208,9 +204,7 @@ class UNet(nn.Module):
                 skip_channels.append(ch)
 
         self.mid1 = res(ch, ch)
-        self.mid_attn: nn.Module = (
-            SelfAttention2d(ch, cfg.groups) if cfg.attention else nn.Identity()
-        )
+        self.mid_attn: nn.Module = SelfAttention2d(ch, cfg.groups) if cfg.attention else nn.Identity()
         self.mid2 = res(ch, ch)
 
         # Up path: one more block per level than on the way down, each eating one skip.

@@ -94,9 +94,7 @@ class GaussianPath:
         elif schedule_kwargs:
             raise ValueError("schedule keyword arguments are only accepted with a schedule name")
         if not isinstance(schedule, Schedule):
-            raise ValueError(
-                f"schedule must be a Schedule or a name, got {type(schedule).__name__}"
-            )
+            raise ValueError(f"schedule must be a Schedule or a name, got {type(schedule).__name__}")
         self.schedule = schedule
 
     def __repr__(self) -> str:
@@ -107,9 +105,7 @@ class GaussianPath:
         """Schedule values at t (scalar or (B,)), reshaped to broadcast against x (B, *D)."""
         t = check_batch_time(t, x)
         sv = self.schedule.values(t)
-        return ScheduleValues(
-            *(_expand(v, x) for v in (sv.alpha, sv.sigma, sv.d_alpha, sv.d_sigma))
-        )
+        return ScheduleValues(*(_expand(v, x) for v in (sv.alpha, sv.sigma, sv.d_alpha, sv.d_sigma)))
 
     # -- sampling the conditional path ----------------------------------------------------
     def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> PathSample:
@@ -124,9 +120,7 @@ class GaussianPath:
         dxt = c.d_alpha * x1 + c.d_sigma * x0  # (B, *D)
         return PathSample(t=t, x0=x0, x1=x1, xt=xt, dxt=dxt)
 
-    def conditional_velocity(
-        self, x: torch.Tensor, x1: torch.Tensor, t: torch.Tensor
-    ) -> torch.Tensor:
+    def conditional_velocity(self, x: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """u_t(x | x_1) = alpha'_t x_1 + (sigma'_t / sigma_t)(x - alpha_t x_1)."""
         check_same_shape(x, x1, "x", "x1")
         c = self.coefficients(t, x)
@@ -138,9 +132,7 @@ class GaussianPath:
         c = self.coefficients(t, x)
         return -(x - c.alpha * x1) / _guard(c.sigma**2)
 
-    def conditional_log_prob(
-        self, x: torch.Tensor, x1: torch.Tensor, t: torch.Tensor
-    ) -> torch.Tensor:
+    def conditional_log_prob(self, x: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log N(x; alpha_t x_1, sigma_t^2 I), summed over the non-batch dimensions -> (B,)."""
         check_same_shape(x, x1, "x", "x1")
         c = self.coefficients(t, x)

@@ -54,8 +54,7 @@ class GaussianMarginal:
             mean_t, std_t = mean_t.expand(d).clone(), std_t.expand(d).clone()
         if mean_t.shape != std_t.shape or mean_t.dim() != 1:
             raise ValueError(
-                "mean and std must both have shape (D,), "
-                f"got {tuple(mean_t.shape)} and {tuple(std_t.shape)}"
+                f"mean and std must both have shape (D,), got {tuple(mean_t.shape)} and {tuple(std_t.shape)}"
             )
         if not bool((std_t >= 0).all()):
             raise ValueError("std must be non-negative")
@@ -110,9 +109,7 @@ class GaussianMarginal:
         mean_t, var_t = self.moments(torch.tensor(float(t)), x)
         return mean_t + var_t.sqrt() * torch.randn(n, self.dim, generator=generator, dtype=dtype)
 
-    def __call__(
-        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.velocity(x, t)
 
 
@@ -146,8 +143,7 @@ class EmpiricalMarginal:
         """log p_t(x | x_1^i) up to a constant in i, shape (B, N)."""
         if x.shape[1:] != self.data.shape[1:]:
             raise ValueError(
-                f"x must have shape (B, {', '.join(map(str, self.data.shape[1:]))}), "
-                f"got {tuple(x.shape)}"
+                f"x must have shape (B, {', '.join(map(str, self.data.shape[1:]))}), got {tuple(x.shape)}"
             )
         t = self._clamped(t, x)
         sv = self.path.schedule.values(t)
@@ -180,7 +176,5 @@ class EmpiricalMarginal:
         """grad_x log p_t(x), shape like x."""
         return self._convert(x, t, Prediction.SCORE)
 
-    def __call__(
-        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.velocity(x, t)

@@ -202,9 +202,7 @@ class PolynomialSchedule(Schedule):
 
     def __init__(self, n: float = 2.0) -> None:
         if not isinstance(n, (int, float)) or not n >= 1.0:
-            raise ValueError(
-                f"n must be a number >= 1 (n < 1 has infinite alpha' at t = 0), got {n!r}"
-            )
+            raise ValueError(f"n must be a number >= 1 (n < 1 has infinite alpha' at t = 0), got {n!r}")
         self.n = float(n)
 
     def values(self, t: torch.Tensor) -> ScheduleValues:
@@ -229,17 +227,13 @@ class DDPMSchedule(Schedule):
 
     name = "ddpm"
 
-    def __init__(
-        self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
-    ) -> None:
+    def __init__(self, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> None:
         if not isinstance(num_steps, int) or num_steps < 2:
             raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
         check_positive(beta_start, "beta_start")
         check_positive(beta_end, "beta_end")
         if not beta_start <= beta_end < 1.0:
-            raise ValueError(
-                f"need 0 < beta_start <= beta_end < 1, got {beta_start} and {beta_end}"
-            )
+            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start} and {beta_end}")
         self.num_steps, self.beta_start, self.beta_end = (
             num_steps,
             float(beta_start),

@@ -79,9 +79,7 @@ class ForwardSDE(ABC):
         """f(x, tau) for x (B, *D) and tau (B,) or scalar."""
         return _bcast(self.drift_coef(tau), x) * x
 
-    def reverse_drift(
-        self, x: torch.Tensor, tau: torch.Tensor, score: torch.Tensor
-    ) -> torch.Tensor:
+    def reverse_drift(self, x: torch.Tensor, tau: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """f - g^2 s: drift of the reverse SDE in tau (integrated with dtau < 0)."""
         return self.drift(x, tau) - _bcast(self.diffusion(tau) ** 2, x) * score
 
@@ -257,9 +255,7 @@ class SDESchedule(Schedule):
     def values(self, t: torch.Tensor) -> ScheduleValues:
         tau = flip_time(t).clamp(min=SDE_TAU_MIN)
         k = self.sde.kernel(tau)
-        return ScheduleValues(
-            alpha=k.mean_coef, sigma=k.std, d_alpha=-k.d_mean_coef, d_sigma=-k.d_std
-        )
+        return ScheduleValues(alpha=k.mean_coef, sigma=k.std, d_alpha=-k.d_mean_coef, d_sigma=-k.d_std)
 
     def source_std(self) -> float:
         return self.sde.prior_std()

@@ -47,9 +47,7 @@ def _require_vp(schedule: Schedule, what: str) -> None:
         )
 
 
-def _coef(
-    schedule: Schedule, t: torch.Tensor, x: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _coef(schedule: Schedule, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     v = schedule.values(t.to(torch.float64).reshape(()))
     return v.alpha.to(x.dtype), v.sigma.to(x.dtype)
 
@@ -84,9 +82,7 @@ def ddim(
             c = eta * (s_s / s_t) * torch.sqrt((1 - a_t**2 / a_s**2).clamp_min(0.0))
             x = a_s * x1 + torch.sqrt((s_s**2 - c**2).clamp_min(0.0)) * x0
             if eta > 0 and i < grid.steps - 1:
-                x = x + c * torch.randn(
-                    x.shape, generator=generator, dtype=x.dtype, device=x.device
-                )
+                x = x + c * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x
 
 
@@ -98,9 +94,7 @@ def ddpm_ancestral(
     """The DDPM sampling loop over all T steps of the discrete schedule (T network calls)."""
     schedule = field.path.schedule
     if not isinstance(schedule, DDPMSchedule):
-        raise ValueError(
-            f"the ddpm sampler needs the discrete DDPM schedule, got {schedule.name}; use ddim"
-        )
+        raise ValueError(f"the ddpm sampler needs the discrete DDPM schedule, got {schedule.name}; use ddim")
     T = schedule.num_steps
     x = x_init
     with torch.no_grad():
@@ -122,9 +116,7 @@ def ddpm_grid(schedule: DDPMSchedule, steps: int) -> TimeGrid:
     return TimeGrid(schedule.time_of_step(ks))
 
 
-def dpm_solver_pp(
-    field: PredictionField, x_init: torch.Tensor, grid: TimeGrid | int
-) -> torch.Tensor:
+def dpm_solver_pp(field: PredictionField, x_init: torch.Tensor, grid: TimeGrid | int) -> torch.Tensor:
     """DPM-Solver++(2M): second-order multistep on the data prediction; NFE = grid.steps."""
     schedule = field.path.schedule
     grid = as_grid(grid)
@@ -163,9 +155,7 @@ def logsnr_grid(schedule: Schedule, steps: int, t0: float, t1: float) -> TimeGri
     ends = torch.tensor([t0, t1], dtype=torch.float64)
     l0, l1 = lam(ends)
     if not (torch.isfinite(l0) and torch.isfinite(l1)):
-        raise ValueError(
-            "logsnr_grid needs alpha > 0 and sigma > 0 at both ends; move t0 / t1 inside (0, 1)"
-        )
+        raise ValueError("logsnr_grid needs alpha > 0 and sigma > 0 at both ends; move t0 / t1 inside (0, 1)")
     targets = torch.linspace(float(l0), float(l1), steps + 1, dtype=torch.float64)
     lo = torch.full_like(targets, t0)
     hi = torch.full_like(targets, t1)

@@ -48,9 +48,7 @@ def langevin(
 
 def noise_levels(sde: VESDE, n_levels: int) -> torch.Tensor:
     """Geometric sigma_1 = sigma_max > ... > sigma_L = sigma_min of a VE SDE (float64)."""
-    return torch.logspace(
-        math.log10(sde.sigma_max), math.log10(sde.sigma_min), n_levels, dtype=torch.float64
-    )
+    return torch.logspace(math.log10(sde.sigma_max), math.log10(sde.sigma_min), n_levels, dtype=torch.float64)
 
 
 def annealed_langevin(

@@ -48,6 +48,4 @@ def sample_ode(
     if min(grid.t0, grid.t1) < 0.0 or max(grid.t0, grid.t1) > 1.0:
         raise ValueError(f"grid must lie in [0, 1] (t = 0 noise, t = 1 data), got {grid}")
     with torch.no_grad():
-        return integrate(
-            velocity_field(model, y), x0, grid, solver, return_trajectory, **solver_options
-        )
+        return integrate(velocity_field(model, y), x0, grid, solver, return_trajectory, **solver_options)

@@ -146,9 +146,7 @@ def sample_pc(
     The last predictor step returns its mean (no noise), as in Song et al.
     """
     if snr <= 0 or n_corrector < 0:
-        raise ValueError(
-            f"snr must be > 0 and n_corrector >= 0, got snr={snr}, n_corrector={n_corrector}"
-        )
+        raise ValueError(f"snr must be > 0 and n_corrector >= 0, got snr={snr}, n_corrector={n_corrector}")
     grid = sampling_grid(steps)
     times = grid.times.to(dtype=x_init.dtype)
     drift = reverse_sde_drift(sde, field)

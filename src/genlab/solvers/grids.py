@@ -25,9 +25,7 @@ class TimeGrid:
         except (TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"grid times must be a sequence of numbers: {err}") from None
         if tt.dim() != 1 or tt.numel() < 2:
-            raise ValueError(
-                f"grid times must be 1-D with at least 2 entries, got shape {tuple(tt.shape)}"
-            )
+            raise ValueError(f"grid times must be 1-D with at least 2 entries, got shape {tuple(tt.shape)}")
         if not bool(torch.isfinite(tt).all()):
             raise ValueError("grid times must be finite")
         diffs = tt[1:] - tt[:-1]

@@ -82,9 +82,7 @@ class _Counted:
         out = self.f(t, x)
         if self.nfe == 0 and (not isinstance(out, torch.Tensor) or out.shape != x.shape):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"the vector field must return a tensor of shape {tuple(x.shape)}, got {got}"
-            )
+            raise ValueError(f"the vector field must return a tensor of shape {tuple(x.shape)}, got {got}")
         self.nfe += 1
         return out
 
@@ -136,9 +134,7 @@ class RungeKutta(ODESolver):
         self.name = tableau.name
         self.order = tableau.order
 
-    def step(
-        self, f: VectorField, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor
-    ) -> torch.Tensor:
+    def step(self, f: VectorField, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """One step of size h (negative h steps backwards)."""
         tab = self.tableau
         ks: list[torch.Tensor] = []
@@ -148,9 +144,7 @@ class RungeKutta(ODESolver):
                 if a_ij != 0.0:
                     xi = xi + (h * a_ij) * k
             ks.append(f(t + tab.c[i] * h, xi))
-        update = sum(
-            (b_i * k for b_i, k in zip(tab.b, ks, strict=True) if b_i != 0.0), torch.zeros_like(x)
-        )
+        update = sum((b_i * k for b_i, k in zip(tab.b, ks, strict=True) if b_i != 0.0), torch.zeros_like(x))
         return x + h * update
 
     def _run(

@@ -204,9 +204,7 @@ def _flatten(tensors: Mapping[str, Mapping[str, torch.Tensor]]) -> dict[str, tor
         if not isinstance(group, str) or not group or _SEP in group:
             raise ValueError(f"group names must be non-empty strings without '/', got {group!r}")
         if not isinstance(state, Mapping):
-            raise ValueError(
-                f"tensors[{group!r}] must be a dict of tensors, got {type(state).__name__}"
-            )
+            raise ValueError(f"tensors[{group!r}] must be a dict of tensors, got {type(state).__name__}")
         for name, value in state.items():
             if not isinstance(name, str):
                 raise ValueError(f"tensor names must be strings, got {name!r} in {group!r}")
@@ -365,8 +363,7 @@ def _resolve(path: Path, step: int | None) -> Path:
         match = _STEP_RE.match(st_path.name)
         if not match:
             raise ValueError(
-                f"{path} is not a checkpoint file; expected step_NNNNNNNN.safetensors "
-                "or a run directory"
+                f"{path} is not a checkpoint file; expected step_NNNNNNNN.safetensors or a run directory"
             )
         if step is not None and int(match.group(1)) != step:
             raise ValueError(
@@ -386,9 +383,7 @@ def _resolve(path: Path, step: int | None) -> Path:
         if step not in steps:
             if not steps:
                 raise _no_checkpoint(ckpt_dir)
-            raise ValueError(
-                f"no complete checkpoint for step {step} in {ckpt_dir}; available: {steps}"
-            )
+            raise ValueError(f"no complete checkpoint for step {step} in {ckpt_dir}; available: {steps}")
         return ckpt_dir / f"{_stem(step)}.safetensors"
     latest = ckpt_dir / _LATEST
     if latest.is_file():
@@ -460,8 +455,7 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike[str], step: int | None = 
         flat = load_file(str(st_path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise ValueError(
-            f"checkpoint {st_path} is corrupt or truncated ({err}); load an earlier step "
-            "or save it again"
+            f"checkpoint {st_path} is corrupt or truncated ({err}); load an earlier step or save it again"
         ) from None
 
     groups: dict[str, dict[str, torch.Tensor]] = {g: {} for g in sidecar.get("groups", [])}
@@ -581,15 +575,12 @@ def optimizer_state_to_tensors(
     """
     if not isinstance(opt_state_dict, Mapping):
         raise ValueError(
-            f"opt_state_dict must be a dict (optimizer.state_dict()), got "
-            f"{type(opt_state_dict).__name__}"
+            f"opt_state_dict must be a dict (optimizer.state_dict()), got {type(opt_state_dict).__name__}"
         )
     tensors: dict[str, torch.Tensor] = {}
     # Top-level keys are kept as path roots ("state", "param_groups") for readable names.
     value = {
-        "__dict__": [
-            [_encode(k, (), {}), _encode(v, (str(k),), tensors)] for k, v in opt_state_dict.items()
-        ]
+        "__dict__": [[_encode(k, (), {}), _encode(v, (str(k),), tensors)] for k, v in opt_state_dict.items()]
     }
     return tensors, {"format": _OPTIM_FORMAT, "version": _OPTIM_VERSION, "value": value}
 
@@ -603,9 +594,7 @@ def optimizer_state_from_tensors(
     non-tensor values come back with their original types, tensors bit for bit.
     """
     if not isinstance(json_part, Mapping) or json_part.get("format") != _OPTIM_FORMAT:
-        raise ValueError(
-            "json_part is not an optimizer description from optimizer_state_to_tensors"
-        )
+        raise ValueError("json_part is not an optimizer description from optimizer_state_to_tensors")
     if int(json_part.get("version", 0)) > _OPTIM_VERSION:
         raise ValueError(
             f"optimizer state version {json_part['version']} is newer than this genlab "

@@ -199,12 +199,7 @@ def _decode_event(data: bytes) -> dict[str, Any]:
 
 def _record(data: bytes) -> bytes:
     header = struct.pack("<Q", len(data))
-    return (
-        header
-        + struct.pack("<I", masked_crc32c(header))
-        + data
-        + struct.pack("<I", masked_crc32c(data))
-    )
+    return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
 
 
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -308,9 +303,7 @@ class EventWriter:
         tensors) under ``tag`` at integer ``step``."""
         self.add_scalars({tag: value}, step, wall_time)
 
-    def add_scalars(
-        self, scalars: Mapping[str, float], step: int, wall_time: float | None = None
-    ) -> None:
+    def add_scalars(self, scalars: Mapping[str, float], step: int, wall_time: float | None = None) -> None:
         """Log several scalars at the same ``step`` in one event."""
         if self._closed:
             raise ValueError(f"EventWriter for {self.path} is closed")
@@ -325,9 +318,7 @@ class EventWriter:
             try:
                 values[tag] = float(value)
             except (TypeError, ValueError, RuntimeError):
-                raise ValueError(
-                    f"value for tag {tag!r} must be a real number, got {value!r}"
-                ) from None
+                raise ValueError(f"value for tag {tag!r} must be a real number, got {value!r}") from None
         wall = time.time() if wall_time is None else float(wall_time)
         self._file.write(_record(_encode_event(wall, step=step, scalars=values)))
         if time.time() - self._last_flush >= self.flush_secs:

@@ -135,8 +135,7 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as err:
             first = str(err).strip().splitlines()[0]
             raise TrainingError(
-                f"checkpoint {ckpt.path} does not fit this model ({first}); "
-                "use a new --out directory"
+                f"checkpoint {ckpt.path} does not fit this model ({first}); use a new --out directory"
             ) from None
         self.data_gen.set_state(ckpt.tensors["rng"]["data"])
         self.noise_gen.set_state(ckpt.tensors["rng"]["noise"])
@@ -148,9 +147,7 @@ class Trainer:
         if not path.exists():
             return
         keep = [
-            ln
-            for ln in path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["step"] <= self.step
+            ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step
         ]
         path.write_text("".join(line + "\n" for line in keep))
 
@@ -208,9 +205,7 @@ class Trainer:
                         }
                         log.write(json.dumps(record) + "\n")
                         log.flush()
-                        tb.add_scalars(
-                            {f"train/{k}": v for k, v in record.items() if k != "step"}, self.step
-                        )
+                        tb.add_scalars({f"train/{k}": v for k, v in record.items() if k != "step"}, self.step)
                         bar.set_postfix(loss=f"{last_loss:.4f}", it_s=f"{rate:.0f}")
                         window, t_window = [], now
                     if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:

@@ -146,9 +146,7 @@ def _trajectory(x: Any, name: str = "trajectory") -> np.ndarray:
     """Validate a (T, N, 2) trajectory with T >= 2 and return it as a numpy array."""
     check_tensor(x, name)
     if x.dim() != 3 or x.shape[2] != 2 or x.shape[0] < 2 or x.shape[1] < 1:
-        raise ValueError(
-            f"{name} must have shape (T, N, 2) with T >= 2 and N >= 1, got {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name} must have shape (T, N, 2) with T >= 2 and N >= 1, got {tuple(x.shape)}")
     check_finite(x, name)
     return x.detach().cpu().double().numpy()
 
@@ -158,8 +156,7 @@ def _images(x: Any, name: str) -> np.ndarray:
     check_tensor(x, name)
     if x.dim() != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1:
         raise ValueError(
-            f"{name} must have shape (N, C, H, W) with C in {{1, 3}} and N >= 1, "
-            f"got {tuple(x.shape)}"
+            f"{name} must have shape (N, C, H, W) with C in {{1, 3}} and N >= 1, got {tuple(x.shape)}"
         )
     check_finite(x, name)
     x01 = ((x.detach().cpu().float() + 1.0) / 2.0).clamp(0.0, 1.0)  # [-1, 1] -> [0, 1]
@@ -268,9 +265,7 @@ def plot_samples_vs_data(
     s, d = _points(samples, "samples"), _points(data, "data")
     path = _prepare_out(out_path)
     bounds = _limits(s, d)
-    heading = "\n".join(
-        part for part in (title, _format_metrics(metrics) if metrics else None) if part
-    )
+    heading = "\n".join(part for part in (title, _format_metrics(metrics) if metrics else None) if part)
     with _style():
         n_panels = 1 if overlay else 2
         w, h = _panel_inches(bounds, PANEL_INCHES * 1.2)
@@ -428,9 +423,7 @@ def plot_samples_vs_data_images(
     path = _prepare_out(out_path)
     count = min(n_show, len(s), len(d))  # same number of images: grids of equal size
     ncol = math.ceil(math.sqrt(count))
-    heading = "\n".join(
-        part for part in (title, _format_metrics(metrics) if metrics else None) if part
-    )
+    heading = "\n".join(part for part in (title, _format_metrics(metrics) if metrics else None) if part)
     with _style():
         grids = [_tile(d[:count], ncol), _tile(s[:count], ncol)]
         return _write_grids(grids, ["data", "samples"], heading or None, path)
@@ -474,14 +467,10 @@ def plot_trajectories(
         ax = fig.add_subplot()
         if d is not None:
             _backdrop(ax, d, label="data")
-        lines = LineCollection(
-            list(shown.transpose(1, 0, 2)), colors=LINE_COLOR, linewidths=0.5, alpha=0.35
-        )
+        lines = LineCollection(list(shown.transpose(1, 0, 2)), colors=LINE_COLOR, linewidths=0.5, alpha=0.35)
         ax.add_collection(lines)
         marker: dict[str, Any] = {"s": 6.0, "linewidths": 0.0, "zorder": 3}
-        ax.scatter(
-            shown[0, :, 0], shown[0, :, 1], color=START_COLOR, label="t = 0 (noise)", **marker
-        )
+        ax.scatter(shown[0, :, 0], shown[0, :, 1], color=START_COLOR, label="t = 0 (noise)", **marker)
         ax.scatter(shown[-1, :, 0], shown[-1, :, 1], color=END_COLOR, label="t = 1 (end)", **marker)
         _apply_limits(ax, bounds)
         _opaque_legend(fig.legend(loc="outside lower center", markerscale=2.0, ncols=3))
@@ -528,9 +517,7 @@ def animate_path(
     traj = _trajectory(trajectory)
     check_tensor(times, "times")
     if times.dim() != 1 or times.shape[0] != traj.shape[0]:
-        raise ValueError(
-            f"times must have shape (T,) = ({traj.shape[0]},), got {tuple(times.shape)}"
-        )
+        raise ValueError(f"times must have shape (T,) = ({traj.shape[0]},), got {tuple(times.shape)}")
     check_finite(times, "times")
     _positive_int(fps, "fps")
     _positive_int(n_show, "n_show")
@@ -655,17 +642,14 @@ def plot_vector_field(
     if samples_at_t is not None:
         if len(samples_at_t) != len(ts):
             raise ValueError(
-                f"samples_at_t must hold one (N, 2) tensor per time ({len(ts)}), "
-                f"got {len(samples_at_t)}"
+                f"samples_at_t must hold one (N, 2) tensor per time ({len(ts)}), got {len(samples_at_t)}"
             )
         clouds = [_points(c, f"samples_at_t[{i}]") for i, c in enumerate(samples_at_t)]
     if bounds is None:
         bounds = _limits(*clouds) if clouds else (-4.0, 4.0, -4.0, 4.0)
     else:
         if len(bounds) != 4 or not (bounds[0] < bounds[1] and bounds[2] < bounds[3]):
-            raise ValueError(
-                f"bounds must be (xmin, xmax, ymin, ymax) with min < max, got {bounds}"
-            )
+            raise ValueError(f"bounds must be (xmin, xmax, ymin, ymax) with min < max, got {bounds}")
         bounds = tuple(float(b) for b in bounds)  # type: ignore[assignment]
     path = _prepare_out(out_path)
     from matplotlib.colors import Normalize
@@ -717,16 +701,12 @@ def plot_vector_field(
             _apply_limits(ax, bounds)
             ax.set_title(f"t = {t:g}")
             # identical decorations on every panel keep the constrained layout uniform
-            bar = fig.colorbar(
-                arrows, ax=ax, orientation="horizontal", fraction=0.05, pad=0.03, aspect=25
-            )
+            bar = fig.colorbar(arrows, ax=ax, orientation="horizontal", fraction=0.05, pad=0.03, aspect=25)
             bar.ax.tick_params(labelsize=7)
             bar.locator = MaxNLocator(nbins=4)
             bar.formatter = FuncFormatter(lambda value, _pos: _compact(value))
             bar.update_ticks()
-        fig.suptitle(
-            title or "velocity field u_t(x): direction (arrows), speed |u_t(x)| (colour, per panel)"
-        )
+        fig.suptitle(title or "velocity field u_t(x): direction (arrows), speed |u_t(x)| (colour, per panel)")
         return _save(fig, path)
 
 
