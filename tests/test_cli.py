@@ -124,3 +124,95 @@ def test_errors_are_one_line(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         main(["--debug", "train", str(tmp_path / "nope.yaml")])
+
+
+DIFF = [
+    "train.steps=20",
+    "train.batch_size=64",
+    "train.log_every=10",
+    "train.ckpt_every=10",
+    "model.net.width=16",
+    "model.net.depth=1",
+    "eval.n=100",
+]
+
+
+@pytest.fixture(scope="module")
+def diffusion_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("diff")
+    runs = {
+        "vp": ["moons_diffusion"],
+        "ve": ["moons_diffusion", "model.sde=ve", "model.sde_args.sigma_max=5.0"],
+        "ddpm": ["moons_ddpm"],
+    }
+    out = {}
+    for name, (config, *extra) in runs.items():
+        out[name] = root / name
+        assert main(["train", config, *DIFF, *extra, "--out", str(out[name]), "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("run", "sampler", "extra"),
+    [
+        ("vp", "em", []),
+        ("vp", "pc", ["--snr", "0.1"]),
+        ("vp", "ode", ["--solver", "heun"]),
+        ("vp", "ddim", ["--eta", "0.5"]),
+        ("vp", "dpm", []),
+        ("vp", "extension", ["--noise", "0.5"]),
+        ("ve", "ald", []),
+        ("ve", "em", []),
+        ("ddpm", "ddpm", []),
+        ("ddpm", "ddim", []),
+        ("ddpm", "dpm", []),
+    ],
+)
+def test_sample_every_sampler(
+    diffusion_runs: dict[str, Path], tmp_path: Path, run: str, sampler: str, extra: list[str]
+) -> None:
+    out = tmp_path / "x.npy"
+    steps = [] if sampler == "ddpm" else ["--steps", "4"]
+    assert (
+        main(
+            [
+                "sample",
+                str(diffusion_runs[run]),
+                "--n",
+                "20",
+                "--sampler",
+                sampler,
+                *steps,
+                *extra,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert np.load(out).shape == (20, 2)
+
+
+def test_diffusion_errors(
+    diffusion_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "x.npy")
+    assert "needs a variance-preserving path" in error_of(
+        ["sample", str(diffusion_runs["ve"]), "--sampler", "ddim", "--steps", "3", "--out", out], capsys
+    )
+    assert "not available for model.family=diffusion" in error_of(
+        ["sample", str(diffusion_runs["vp"]), "--sampler", "ddpm", "--out", out], capsys
+    )
+    assert "needs a VE SDE" in error_of(
+        ["sample", str(diffusion_runs["vp"]), "--sampler", "ald", "--steps", "3", "--out", out], capsys
+    )
+    assert "--eta does not apply to sampler 'em'" in error_of(
+        ["sample", str(diffusion_runs["vp"]), "--sampler", "em", "--eta", "0.3", "--out", out], capsys
+    )
+    assert "--steps must be a positive integer" in error_of(
+        ["sample", str(diffusion_runs["vp"]), "--steps", "0", "--out", out], capsys
+    )
+    assert "model.sde_args" in error_of(["train", "moons_diffusion", "model.sde_args.beta_max=-1"], capsys)
+    assert "sample.sampler='em' is not available for model.family=flow_matching" in error_of(
+        ["train", "moons", "sample.sampler=em"], capsys
+    )

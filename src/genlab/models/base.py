@@ -16,6 +16,7 @@ so any model can be sampled by any sampler its path supports:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -46,6 +47,19 @@ def split_batch(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
     if isinstance(batch, (tuple, list)) and len(batch) == 2:
         return batch[0], batch[1]
     raise ValueError("batch must be a tensor x, a pair (x, y) or a dict with keys 'x' and 'y'")
+
+
+@dataclass
+class SampleRequest:
+    """Everything a sampler needs besides the model (assembled by ``sample``)."""
+
+    x0: torch.Tensor  # (n, *D) source samples at t = 0
+    grid: TimeGrid  # times the sampler steps through
+    solver: str | ODESolver  # ODE solver for the ode sampler
+    generator: torch.Generator | None  # randomness of stochastic samplers
+    y: torch.Tensor | None  # labels for class-conditional networks
+    return_trajectory: bool  # keep the states on the grid where the sampler can
+    options: dict[str, Any] = field(default_factory=dict)  # sampler-specific settings
 
 
 class GaussianPathModel(nn.Module):
@@ -149,33 +163,27 @@ class GaussianPathModel(nn.Module):
         self.eval()
         try:
             with torch.no_grad():
-                return self._dispatch(sampler, x0, grid, solver, generator, y, return_trajectory, options)
+                req = SampleRequest(x0, grid, solver, generator, y, return_trajectory, options)
+                return self._dispatch(sampler, req)
         finally:
             self.train(was_training)
 
-    def _dispatch(
-        self,
-        sampler: str,
-        x0: torch.Tensor,
-        grid: TimeGrid,
-        solver: str | ODESolver,
-        generator: torch.Generator | None,
-        y: torch.Tensor | None,
-        return_trajectory: bool,
-        options: dict[str, Any],
-    ) -> Solution:
-        field = self.field(y)
+    def _dispatch(self, sampler: str, req: SampleRequest) -> Solution:
+        """Run ``sampler``; subclasses handle their own samplers and defer to this one."""
+        x0, grid, solver, generator, options = req.x0, req.grid, req.solver, req.generator, req.options
+        y, return_trajectory = req.y, req.return_trajectory
+        pf = self.field(y)
         if sampler == "ode":
-            return sample_ode(field, x0, solver, grid, None, return_trajectory, **options)
+            return sample_ode(pf, x0, solver, grid, None, return_trajectory, **options)
         if sampler == "extension":
             noise = _pop(options, "noise", 0.0)
-            return sample_extension(field, x0, noise, grid.steps, generator, grid.t1, return_trajectory)
+            return sample_extension(pf, x0, noise, grid.steps, generator, grid.t1, return_trajectory)
         if sampler == "ddim":
             eta = _pop(options, "eta", 0.0)
-            return _wrap(ddim(field, x0, grid, eta, generator), grid, grid.steps)
+            return _wrap(ddim(pf, x0, grid, eta, generator), grid, grid.steps)
         if sampler == "dpm":
             _pop(options)
-            return _wrap(dpm_solver_pp(field, x0, grid), grid, grid.steps)
+            return _wrap(dpm_solver_pp(pf, x0, grid), grid, grid.steps)
         raise ValueError(f"sampler {sampler!r} is not implemented by {type(self).__name__}")
 
 

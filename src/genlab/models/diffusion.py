@@ -19,18 +19,18 @@ t_k = 1 - k / T (the same convention as every other model).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from genlab.models.base import Batch, GaussianPathModel, Solution, _pop, _wrap, split_batch
+from genlab.models.base import Batch, GaussianPathModel, SampleRequest, Solution, _pop, _wrap, split_batch
 from genlab.paths import DDPMSchedule, GaussianPath, Prediction
 from genlab.paths.sde import SDE_TAU_MIN, VESDE, ForwardSDE, SDESchedule, flip_time
 from genlab.samplers.ddim import ddpm_ancestral, ddpm_grid
 from genlab.samplers.langevin import annealed_langevin
 from genlab.samplers.sde import SAMPLE_T_EPS, sample_pc, sample_pf_ode, sample_reverse_sde
-from genlab.solvers import ODESolver, TimeGrid
+from genlab.solvers import TimeGrid
 
 WEIGHTINGS = ("sigma2", "likelihood", "none")
 
@@ -90,23 +90,16 @@ class Diffusion(GaussianPathModel):
         """Uniform from the prior (t = 0) to t = 1 - SAMPLE_T_EPS."""
         return TimeGrid.uniform(steps, 0.0, 1.0 - SAMPLE_T_EPS)
 
-    def _dispatch(
-        self,
-        sampler: str,
-        x0: torch.Tensor,
-        grid: TimeGrid,
-        solver: str | ODESolver,
-        generator: torch.Generator | None,
-        y: torch.Tensor | None,
-        return_trajectory: bool,
-        options: dict[str, Any],
-    ) -> Solution:
-        field = self.field(y)
+    def _dispatch(self, sampler: str, req: SampleRequest) -> Solution:
+        x0, grid, generator, options = req.x0, req.grid, req.generator, req.options
+        field = self.field(req.y)
         if sampler == "ode":  # the probability-flow ODE of the SDE
-            return sample_pf_ode(self.sde, field, x0, solver, grid.steps, return_trajectory, **options)
+            return sample_pf_ode(
+                self.sde, field, x0, req.solver, grid.steps, req.return_trajectory, **options
+            )
         if sampler == "em":
             _pop(options)
-            return sample_reverse_sde(self.sde, field, x0, grid.steps, generator, return_trajectory)
+            return sample_reverse_sde(self.sde, field, x0, grid.steps, generator, req.return_trajectory)
         if sampler == "pc":
             snr = options.pop("snr", 0.16)
             n_corrector = _pop(options, "n_corrector", 1)
@@ -120,7 +113,7 @@ class Diffusion(GaussianPathModel):
             eps = _pop(options, "eps", 2e-5)
             x = annealed_langevin(self.sde, field, x0, grid.steps, n_each, eps, generator)
             return _wrap(x, grid, grid.steps * n_each)
-        return super()._dispatch(sampler, x0, grid, solver, generator, y, return_trajectory, options)
+        return super()._dispatch(sampler, req)
 
 
 class DDPM(GaussianPathModel):
@@ -161,19 +154,10 @@ class DDPM(GaussianPathModel):
         """``steps`` evenly spaced integer steps from k = T to k = 0."""
         return ddpm_grid(self.schedule, steps)
 
-    def _dispatch(
-        self,
-        sampler: str,
-        x0: torch.Tensor,
-        grid: TimeGrid,
-        solver: str | ODESolver,
-        generator: torch.Generator | None,
-        y: torch.Tensor | None,
-        return_trajectory: bool,
-        options: dict[str, Any],
-    ) -> Solution:
+    def _dispatch(self, sampler: str, req: SampleRequest) -> Solution:
+        x0, generator, options = req.x0, req.generator, req.options
         if sampler == "ddpm":
             _pop(options)
             full = ddpm_grid(self.schedule, self.schedule.num_steps)
-            return _wrap(ddpm_ancestral(self.field(y), x0, generator), full, self.schedule.num_steps)
-        return super()._dispatch(sampler, x0, grid, solver, generator, y, return_trajectory, options)
+            return _wrap(ddpm_ancestral(self.field(req.y), x0, generator), full, self.schedule.num_steps)
+        return super()._dispatch(sampler, req)
