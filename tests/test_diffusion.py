@@ -171,8 +171,9 @@ def test_ddpm_ancestral_with_exact_model_lands_on_data() -> None:
 
 
 def test_dpm_solver_is_second_order_and_beats_ddim() -> None:
-    """Against a 2000-step RK4 reference of the same PF-ODE, DPM-Solver++(2M) at 10 and 20
-    steps is more accurate than DDIM (first order) and its error falls ~4x per halving."""
+    """Against a 2000-step RK4 reference of the same PF-ODE, DPM-Solver++(2M) at 10, 20 and
+    40 steps is more accurate than DDIM (first order), and from 20 to 40 steps its error falls
+    by more than 2^1.5 (second order gives ~4x; measured 5.9x)."""
     path = GaussianPath(DDPMSchedule())
     gm, field = exact(path)
     x = gm.sample(500, 0.0, torch.Generator().manual_seed(9))
@@ -291,3 +292,50 @@ def test_bad_input() -> None:
         Diffusion(net, (2,), VPSDE()).sample(4, grid=3, sampler="em", eta=0.5)
     with pytest.raises(ValueError, match="eta must be in"):
         Diffusion(net, (2,), VPSDE()).sample(4, grid=3, sampler="ddim", eta=2.0)
+
+
+def test_diffusion_loss_weights_and_target() -> None:
+    """A network predicting zero noise has loss E[w(t) mean(x0^2)] with w = lambda / sigma^2:
+    1 (sigma2), g^2 / sigma^2 (likelihood), 1 / sigma^2 (none)."""
+
+    class Zero(torch.nn.Module):
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x)
+
+    sde = VPSDE()
+    x1 = torch.randn(64, 2, dtype=D64, generator=torch.Generator().manual_seed(0))
+    for weighting in ("sigma2", "likelihood", "none"):
+        model = Diffusion(Zero(), (2,), sde, "x0", weighting)
+        loss = model.loss(x1, torch.Generator().manual_seed(1))["loss"]
+        g = torch.Generator().manual_seed(1)
+        x0 = torch.randn(x1.shape, generator=g, dtype=D64)
+        t = (1 - 1e-5) * torch.rand(64, generator=g, dtype=D64)
+        sigma = SDESchedule(sde).values(t).sigma
+        w = {
+            "sigma2": torch.ones_like(t),
+            "likelihood": sde.diffusion(1 - t) ** 2 / sigma**2,
+            "none": 1 / sigma**2,
+        }[weighting]
+        torch.testing.assert_close(loss, (w * (x0**2).mean(1)).mean())
+
+
+def test_annealed_langevin_with_exact_score_lands_on_data() -> None:
+    """NCSN sampling with the exact score of Gaussian data ends near the data law (the last
+    level's kernel std is sigma_min = 0.01, negligible against the tolerance)."""
+    from genlab.samplers.langevin import annealed_langevin
+
+    sde = VESDE(0.01, 10.0)
+    gm, field = exact(GaussianPath(SDESchedule(sde)))
+    gen = torch.Generator().manual_seed(12)
+    x = annealed_langevin(sde, field, 10.0 * torch.randn(N, 2, generator=gen, dtype=D64), 20, 50, 2e-5, gen)
+    assert_lands_on(x, gm, 1 - 1e-5, extra_tol=0.05)
+
+
+def test_user_grids_are_used() -> None:
+    """A TimeGrid given to a diffusion sampler is the grid it steps through."""
+    net = TimeMLP(MLPConfig(dim=2, width=8, depth=1))
+    model = Diffusion(net, (2,), VPSDE())
+    grid = TimeGrid([0.0, 0.5, 0.9, 0.99])
+    for sampler in ("ode", "em", "extension"):
+        sol = model.sample(4, "euler", grid, torch.Generator().manual_seed(0), sampler=sampler)
+        torch.testing.assert_close(sol.times.double(), grid.times)

@@ -177,7 +177,7 @@ class GaussianPathModel(nn.Module):
             return sample_ode(pf, x0, solver, grid, None, return_trajectory, **options)
         if sampler == "extension":
             noise = _pop(options, "noise", 0.0)
-            return sample_extension(pf, x0, noise, grid.steps, generator, grid.t1, return_trajectory)
+            return sample_extension(pf, x0, noise, grid, generator, return_trajectory=return_trajectory)
         if sampler == "ddim":
             eta = _pop(options, "eta", 0.0)
             return _wrap(ddim(pf, x0, grid, eta, generator), grid, grid.steps)

@@ -94,17 +94,16 @@ class Diffusion(GaussianPathModel):
         x0, grid, generator, options = req.x0, req.grid, req.generator, req.options
         field = self.field(req.y)
         if sampler == "ode":  # the probability-flow ODE of the SDE
-            return sample_pf_ode(
-                self.sde, field, x0, req.solver, grid.steps, req.return_trajectory, **options
-            )
+            keep = req.return_trajectory
+            return sample_pf_ode(self.sde, field, x0, req.solver, grid, keep, **options)
         if sampler == "em":
             _pop(options)
-            return sample_reverse_sde(self.sde, field, x0, grid.steps, generator, req.return_trajectory)
+            return sample_reverse_sde(self.sde, field, x0, grid, generator, req.return_trajectory)
         if sampler == "pc":
             snr = options.pop("snr", 0.16)
             n_corrector = _pop(options, "n_corrector", 1)
-            return sample_pc(self.sde, field, x0, grid.steps, snr, n_corrector, generator)
-        if sampler == "ald":
+            return sample_pc(self.sde, field, x0, grid, snr, n_corrector, generator)
+        if sampler == "ald":  # the grid's step count is the number of noise levels
             if not isinstance(self.sde, VESDE):
                 raise ValueError(
                     f"sampler 'ald' (annealed Langevin, NCSN) needs a VE SDE, got {self.sde.name}"
@@ -156,7 +155,7 @@ class DDPM(GaussianPathModel):
 
     def _dispatch(self, sampler: str, req: SampleRequest) -> Solution:
         x0, generator, options = req.x0, req.generator, req.options
-        if sampler == "ddpm":
+        if sampler == "ddpm":  # always all T steps of the discrete chain; the grid is unused
             _pop(options)
             full = ddpm_grid(self.schedule, self.schedule.num_steps)
             return _wrap(ddpm_ancestral(self.field(req.y), x0, generator), full, self.schedule.num_steps)

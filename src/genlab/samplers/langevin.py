@@ -62,8 +62,9 @@ def annealed_langevin(
 ) -> torch.Tensor:
     """NCSN sampling: Langevin at each noise level of the VE SDE, from sigma_max down.
 
-    The model's score at level sigma is evaluated at the time t where the VE path has that
-    sigma: tau = log(sigma / sigma_min) / log(sigma_max / sigma_min), t = 1 - tau.
+    The model's score at level sigma_i is evaluated where the SDE's kernel std equals
+    sigma_i: sigma(tau)^2 - sigma_min^2 = sigma_i^2, i.e.
+    tau = log(sqrt(sigma_i^2 + sigma_min^2) / sigma_min) / log(sigma_max / sigma_min), t = 1 - tau.
     """
     if not isinstance(sde, VESDE):
         raise ValueError(f"annealed Langevin dynamics needs a VE SDE (NCSN), got {sde.name}")
@@ -72,7 +73,7 @@ def annealed_langevin(
     x = x_init
     with torch.no_grad():
         for sigma in sigmas:
-            tau = torch.log(sigma / sde.sigma_min) / sde.log_ratio
+            tau = torch.log(torch.sqrt(sigma**2 + sde.sigma_min**2) / sde.sigma_min) / sde.log_ratio
             t = flip_time(tau).to(x.dtype).clamp(0.0, 1.0).expand(x.shape[0])
             step = eps * float(sigma) ** 2 / sde.sigma_min**2
 

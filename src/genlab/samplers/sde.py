@@ -32,8 +32,10 @@ from genlab.solvers.sde import SDESolution, euler_maruyama
 SAMPLE_T_EPS = 1e-3
 
 
-def sampling_grid(steps: int, t_end: float = 1.0 - SAMPLE_T_EPS) -> TimeGrid:
-    """Uniform grid from t = 0 (prior) to t_end."""
+def sampling_grid(steps: int | TimeGrid, t_end: float = 1.0 - SAMPLE_T_EPS) -> TimeGrid:
+    """Uniform grid from t = 0 (prior) to t_end; a TimeGrid is returned unchanged."""
+    if isinstance(steps, TimeGrid):
+        return steps
     return TimeGrid.uniform(steps, 0.0, t_end)
 
 
@@ -69,11 +71,12 @@ def sample_reverse_sde(
     sde: ForwardSDE,
     field: PredictionField,
     x_init: torch.Tensor,
-    steps: int,
+    steps: int | TimeGrid,
     generator: torch.Generator | None = None,
     return_trajectory: bool = False,
 ) -> SDESolution:
-    """Euler-Maruyama on the reverse SDE from the prior (t = 0) to t = 1 - SAMPLE_T_EPS."""
+    """Euler-Maruyama on the reverse SDE from the prior (t = 0) to t = 1 - SAMPLE_T_EPS
+    (``steps`` uniform steps, or the given TimeGrid)."""
 
     def g(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return sde.diffusion(_tau(t, x))
@@ -95,11 +98,12 @@ def sample_pf_ode(
     field: PredictionField,
     x_init: torch.Tensor,
     solver: str | ODESolver = "rk4",
-    steps: int = 100,
+    steps: int | TimeGrid = 100,
     return_trajectory: bool = False,
     **solver_options: Any,
 ) -> ODESolution:
-    """Integrate the probability-flow ODE from the prior to t = 1 - SAMPLE_T_EPS."""
+    """Integrate the probability-flow ODE from the prior to t = 1 - SAMPLE_T_EPS
+    (``steps`` uniform steps, or the given TimeGrid)."""
     with torch.no_grad():
         return integrate(
             pf_ode_velocity(sde, field),
@@ -136,7 +140,7 @@ def sample_pc(
     sde: ForwardSDE,
     field: PredictionField,
     x_init: torch.Tensor,
-    steps: int,
+    steps: int | TimeGrid,
     snr: float = 0.16,
     n_corrector: int = 1,
     generator: torch.Generator | None = None,
@@ -181,7 +185,7 @@ def sample_extension(
     field: PredictionField,
     x_init: torch.Tensor,
     noise: NoiseSchedule,
-    steps: int,
+    steps: int | TimeGrid,
     generator: torch.Generator | None = None,
     t_end: float = 1.0 - SAMPLE_T_EPS,
     return_trajectory: bool = False,
@@ -190,6 +194,7 @@ def sample_extension(
 
     ``noise`` is sigma_t: a constant >= 0 or a function of t (B,) -> (B,). sigma_t = 0 is the
     ODE; any sigma_t keeps the marginals p_t of the path (for the exact u_t and s_t).
+    ``steps`` uniform steps on [0, t_end], or a TimeGrid.
     """
     if not callable(noise) and (not isinstance(noise, (int, float)) or noise < 0):
         raise ValueError(f"noise must be a number >= 0 or a function of t, got {noise!r}")
@@ -211,7 +216,7 @@ def sample_extension(
             drift,
             sigma,
             x_init,
-            TimeGrid.uniform(steps, 0.0, t_end),
+            sampling_grid(steps, t_end),
             generator,
             return_trajectory,
             noise_last_step=False,
