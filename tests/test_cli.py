@@ -216,3 +216,38 @@ def test_diffusion_errors(
     assert "sample.sampler='em' is not available for model.family=flow_matching" in error_of(
         ["train", "moons", "sample.sampler=em"], capsys
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "extra"),
+    [
+        ("moons", ["data.name=8gaussians"]),
+        (
+            "moons",
+            ["data.name=8gaussians", "model.family=realnvp", "model.flow_layers=4", "model.flow_hidden=16"],
+        ),
+        ("moons", ["data.name=8gaussians", "model.family=cnf", "model.cnf_steps=2"]),
+        ("moons_diffusion", ["data.name=8gaussians"]),
+    ],
+)
+def test_nll_and_log_prob(
+    tmp_path: Path, config: str, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["train", config, *DIFF, *extra, "--out", str(out), "--no-progress"]) == 0
+    assert main(["eval", str(out), "--n", "50", "--metrics", "nll,w2", "--steps", "4"]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert np.isfinite(result["metrics"]["nll"]["value"])
+    assert result["metrics"]["nll"]["floor"] is not None  # 8gaussians has a closed-form density
+    data = tmp_path / "pts.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32))
+    assert (
+        main(["log-prob", str(out), "--data", str(data), "--out", str(tmp_path / "lp.npy"), "--steps", "4"])
+        == 0
+    )
+    assert np.load(tmp_path / "lp.npy").shape == (7,)
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, 5)))
+    assert "the model expects (2,)" in error_of(
+        ["log-prob", str(out), "--data", str(bad), "--out", str(tmp_path / "x.npy")], capsys
+    )

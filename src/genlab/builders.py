@@ -11,7 +11,7 @@ from torch import nn
 from genlab.config import Config, ConfigError, DataConfig
 from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, load_mnist, make_toy
 from genlab.data.images import ImageDataset
-from genlab.models import DDPM, Diffusion, FlowMatching, GaussianPathModel
+from genlab.models import CNF, DDPM, Diffusion, FlowMatching, RealNVP
 from genlab.networks import MLPConfig, TimeMLP, UNet, UNetConfig
 from genlab.paths import GaussianPath, make_schedule
 from genlab.paths.sde import make_sde
@@ -93,46 +93,67 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
     )
 
 
-def _flow_matching(cfg: Config, net: nn.Module, shape: tuple[int, ...]) -> GaussianPathModel:
+NetFactory = Callable[[], nn.Module]
+
+
+def _flow_matching(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
     try:
         schedule = make_schedule(cfg.model.path, **cfg.model.path_args)
     except ValueError as err:
         raise ConfigError(f"model.path_args: {err}") from None
     prediction = cfg.model.prediction or "velocity"
-    return FlowMatching(net, shape, GaussianPath(schedule), prediction=prediction)
+    return FlowMatching(make_net(), shape, GaussianPath(schedule), prediction=prediction)
 
 
-def _diffusion(cfg: Config, net: nn.Module, shape: tuple[int, ...]) -> GaussianPathModel:
+def _diffusion(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
     try:
         sde = make_sde(cfg.model.sde, **cfg.model.sde_args)
     except ValueError as err:
         raise ConfigError(f"model.sde_args: {err}") from None
-    return Diffusion(net, shape, sde, cfg.model.prediction or "x0", cfg.model.weighting)
+    return Diffusion(make_net(), shape, sde, cfg.model.prediction or "x0", cfg.model.weighting)
 
 
-def _ddpm(cfg: Config, net: nn.Module, shape: tuple[int, ...]) -> GaussianPathModel:
-    return DDPM(net, shape, cfg.model.num_steps)
+def _ddpm(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    return DDPM(make_net(), shape, cfg.model.num_steps)
 
 
-BUILDERS = {"flow_matching": _flow_matching, "diffusion": _diffusion, "ddpm": _ddpm}
+def _cnf(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    m = cfg.model
+    return CNF(make_net(), shape, m.cnf_steps, "rk4", m.divergence, m.kinetic)
 
 
-def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = None) -> GaussianPathModel:
+def _realnvp(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    return RealNVP(shape, cfg.model.flow_layers, cfg.model.flow_hidden)
+
+
+BUILDERS = {
+    "flow_matching": _flow_matching,
+    "diffusion": _diffusion,
+    "ddpm": _ddpm,
+    "cnf": _cnf,
+    "realnvp": _realnvp,
+}
+
+
+def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = None) -> nn.Module:
     """The configured model, initialised from ``cfg.train.seed`` (global RNG left untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)
+
+    def make_net() -> nn.Module:
         try:
-            net = build_network(cfg, shape, num_classes)
+            return build_network(cfg, shape, num_classes)
         except ConfigError:
             raise
         except ValueError as err:
             raise ConfigError(f"model.net: {err}") from None
-    try:
-        return BUILDERS[cfg.model.family](cfg, net, shape)
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise ConfigError(f"model: {err}") from None
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        try:
+            return BUILDERS[cfg.model.family](cfg, make_net, shape)
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(f"model: {err}") from None
 
 
 def batch_sampler(dataset: Any, with_labels: bool) -> Callable[[int, torch.Generator], Any]:

@@ -1,4 +1,4 @@
-"""The ``genlab`` command: train | sample | eval | demo.
+"""The ``genlab`` command: train | sample | eval | log-prob | demo.
 
 Errors the user can fix print one line ``genlab: error: ...`` and exit with status 2;
 ``--debug`` shows the traceback instead. Ctrl-C during training saves a checkpoint first.
@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--metrics", default=None, help="comma-separated, e.g. w2,mmd (fd for digits)")
     _sampling_flags(e)
     e.add_argument("--figures", action="store_true", help="also write figures/ in the run directory")
+
+    lp = sub.add_parser("log-prob", help="log-density (nats) of each row of a .npy file under a run's model")
+    lp.add_argument("run_dir")
+    lp.add_argument("--data", required=True, help="FILE.npy of shape (N, *D)")
+    lp.add_argument("--out", required=True, help="FILE.npy for the N log-densities")
+    lp.add_argument("--steps", type=int, default=100, help="ODE steps of the change of variables")
+    lp.add_argument("--divergence", default="exact", choices=["exact", "hutchinson"])
 
     d = sub.add_parser("demo", help="train on 2D moons, evaluate, draw (about 2 minutes)")
     d.add_argument("--family", default="flow_matching", choices=sorted(DEMO_CONFIGS))
@@ -127,10 +134,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if "fd_classifier_test_accuracy" in result:
         acc = result["fd_classifier_test_accuracy"]
         print(f"(fd uses the penultimate features of a digits classifier, test accuracy {acc:.3f})")
+    if "nll_unit" in result:
+        print(f"(nll in {result['nll_unit']}; its floor is the true NLL when the density is known)")
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     if args.figures:
         for path in runs.make_figures(args.run_dir):
             print(f"wrote {path}")
+    return 0
+
+
+def _cmd_log_prob(args: argparse.Namespace) -> int:
+    from genlab import runs
+
+    _positive(args.steps, "--steps")
+    path = runs.log_prob_file(args.run_dir, args.data, args.out, args.steps, args.divergence)
+    print(f"wrote log-densities (nats) to {path}")
     return 0
 
 
@@ -162,7 +180,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval, "demo": _cmd_demo}
+COMMANDS = {
+    "train": _cmd_train,
+    "sample": _cmd_sample,
+    "eval": _cmd_eval,
+    "log-prob": _cmd_log_prob,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,7 @@ class NetConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = "flow_matching"  # flow_matching, diffusion (score SDE) or ddpm (discrete)
+    family: str = "flow_matching"  # flow_matching, diffusion (score SDE), ddpm, cnf, realnvp
     path: str = "linear"  # flow matching: linear, ot, vp, ve, cosine, polynomial, ddpm
     path_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_min: 0.01}
     prediction: str | None = None  # network output: velocity, x0, x1, score (None: family default)
@@ -56,7 +56,12 @@ class ModelConfig:
     sde_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_max: 10.0}
     weighting: str = "sigma2"  # diffusion: sigma2, likelihood, none
     num_steps: int = 1000  # ddpm: number of discrete steps T
-    net: NetConfig = field(default_factory=NetConfig)
+    cnf_steps: int = 8  # cnf: RK4 steps per maximum-likelihood training solve
+    divergence: str = "hutchinson"  # cnf training: hutchinson or exact
+    kinetic: float = 0.0  # cnf: weight of the kinetic-energy regulariser
+    flow_layers: int = 8  # realnvp: coupling layers
+    flow_hidden: int = 128  # realnvp: conditioner width
+    net: NetConfig = field(default_factory=NetConfig)  # velocity / score network (not realnvp)
 
 
 @dataclass
@@ -78,7 +83,7 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = "ode"  # ode, extension, ddim, dpm; diffusion also em, pc, ald; ddpm also ddpm
+    sampler: str | None = None  # None: the family's default; ode, extension, ddim, dpm, em, pc, ...
     solver: str = "rk4"  # ode sampler: euler, midpoint, heun, rk4, dopri5
     steps: int = 50  # uniform steps on [0, 1] (output times for dopri5)
     n: int = 2000  # samples drawn by `genlab sample` / eval
@@ -92,7 +97,7 @@ class SampleConfig:
 @dataclass
 class EvalConfig:
     n: int = 2000  # generated and reference samples
-    metrics: list[str] = field(default_factory=lambda: ["w2", "mmd"])  # metric names
+    metrics: list[str] = field(default_factory=lambda: ["w2", "mmd"])  # w2, mmd, nll, fd (digits)
 
 
 @dataclass
@@ -277,18 +282,25 @@ def validate(cfg: Config) -> None:
     _check_choice("model.path", cfg.model.path, SCHEDULES)
     _check_choice("model.sde", cfg.model.sde, SDES)
     _check_choice("model.weighting", cfg.model.weighting, ["sigma2", "likelihood", "none"])
-    if cfg.model.prediction is not None:
+    if cfg.model.prediction is not None and cfg.model.family != "realnvp":  # realnvp: unused
         valid = ["velocity", "x0", "x1"] + (["score"] if cfg.model.family == "diffusion" else [])
         if cfg.model.family == "ddpm":
             valid = ["x0"]
+        if cfg.model.family == "cnf":
+            valid = ["velocity"]
         _check_choice("model.prediction", cfg.model.prediction, valid)
     samplers = FAMILIES[cfg.model.family].SAMPLERS
-    if cfg.sample.sampler not in samplers:
+    if cfg.sample.sampler is not None and cfg.sample.sampler not in samplers:
         raise ConfigError(
             f"sample.sampler={cfg.sample.sampler!r} is not available for model.family="
             f"{cfg.model.family}; choose one of: {', '.join(samplers)}"
         )
     _check_min("model.num_steps", cfg.model.num_steps, 2)
+    _check_min("model.cnf_steps", cfg.model.cnf_steps, 1)
+    _check_min("model.kinetic", cfg.model.kinetic, 0.0)
+    _check_min("model.flow_layers", cfg.model.flow_layers, 2)
+    _check_min("model.flow_hidden", cfg.model.flow_hidden, 1)
+    _check_choice("model.divergence", cfg.model.divergence, ["hutchinson", "exact"])
     _check_min("sample.noise", cfg.sample.noise, 0.0)
     _check_min("sample.snr", cfg.sample.snr, 0.0, strict=True)
     if not 0.0 <= cfg.sample.eta <= 1.0:
@@ -317,4 +329,4 @@ def validate(cfg: Config) -> None:
     from genlab.metrics import SAMPLE_METRICS
 
     for name in cfg.eval.metrics:
-        _check_choice("eval.metrics", name, [*SAMPLE_METRICS, "fd"])
+        _check_choice("eval.metrics", name, [*SAMPLE_METRICS, "fd", "nll"])

@@ -20,7 +20,6 @@ import yaml
 from genlab.builders import batch_sampler, build_dataset, build_model, data_shape
 from genlab.config import Config, ConfigError, SampleConfig, build_config, load_config
 from genlab.data.images import ImageDataset
-from genlab.models import GaussianPathModel
 from genlab.models.base import Solution
 from genlab.training.checkpoint import (
     atomic_write_json,
@@ -86,7 +85,7 @@ class Run:
     """A trained run loaded for sampling / evaluation."""
 
     cfg: Config
-    model: GaussianPathModel
+    model: Any  # a model family: loss, sample, log_prob, SAMPLERS
     dataset: Any
     step: int
     run_dir: Path
@@ -142,7 +141,7 @@ def generate(
     ``options`` override the sampler's settings (eta for ddim, noise for extension, snr for pc).
     """
     sc = run.cfg.sample
-    sampler = sampler or sc.sampler
+    sampler = sampler or sc.sampler or run.model.SAMPLERS[0]
     if sampler not in run.model.SAMPLERS:
         raise ConfigError(
             f"sampler {sampler!r} is not available for model.family={run.cfg.model.family}; "
@@ -221,20 +220,26 @@ def evaluate(
     n = n or run.cfg.eval.n
     names = list(metrics or run.cfg.eval.metrics)
     for name in names:
-        if name not in SAMPLE_METRICS and name != "fd":
-            valid = ", ".join([*SAMPLE_METRICS, "fd"])
+        if name not in SAMPLE_METRICS and name not in ("fd", "nll"):
+            valid = ", ".join([*SAMPLE_METRICS, "fd", "nll"])
             raise ConfigError(f"unknown metric {name!r}; valid metrics: {valid}")
+    if "nll" in names and not hasattr(run.model, "log_prob"):
+        raise ConfigError(
+            f"metric nll needs a model with a likelihood; families with one: {LIKELIHOOD_FAMILIES}"
+        )
     if "fd" in names and run.cfg.data.name != "digits":
         raise ConfigError("metric fd (Frechet distance on digit-classifier features) needs data.name=digits")
     sol = generate(run, n, solver, steps, seed, sampler=sampler, **options)
     gen_ref = torch.Generator().manual_seed(2_000_003)
     ref, pool = _reference(run, n, gen_ref)
     flat = {"samples": sol.x.flatten(1), "ref": ref.flatten(1)}
-    sample_names = [m for m in names if m != "fd"]
+    sample_names = [m for m in names if m not in ("fd", "nll")]
     values = compute_metrics(flat["samples"], flat["ref"], sample_names) if sample_names else {}
     floor_other = pool.sample(min(n, len(pool)) if hasattr(pool, "__len__") else n, gen_ref)
     floors = compute_metrics(floor_other.flatten(1), flat["ref"], sample_names) if sample_names else {}
     extra: dict[str, Any] = {}
+    if "nll" in names:
+        values["nll"], floors["nll"], extra["nll_unit"] = _nll(run, ref)
     if "fd" in names:
         from genlab.metrics import digits_fd_floor, frechet_digits_distance, get_digits_classifier
 
@@ -246,7 +251,7 @@ def evaluate(
         "run_dir": str(run.run_dir),
         "step": run.step,
         "n": n,
-        "sampler": sampler or run.cfg.sample.sampler,
+        "sampler": sampler or run.cfg.sample.sampler or run.model.SAMPLERS[0],
         "solver": solver or run.cfg.sample.solver,
         "steps": steps or run.cfg.sample.steps,
         "nfe": sol.nfe,
@@ -256,6 +261,65 @@ def evaluate(
     }
     atomic_write_json(run.run_dir / "eval.json", result)
     return result
+
+
+LIKELIHOOD_FAMILIES = "flow_matching, diffusion, ddpm, cnf, realnvp"
+
+#: discrete levels of the image data sets, for bits per dimension
+LEVELS = {"digits": 17, "mnist": 256, "cifar10": 256}
+
+
+def _log_prob(run: Run, x: torch.Tensor, steps: int = 100) -> torch.Tensor:
+    """log p(x) in nats per point; exact divergence up to D = 256, Hutchinson above."""
+    d = x[0].numel()
+    out = []
+    for chunk in x.split(512):
+        res = run.model.log_prob(chunk, steps=steps, divergence="exact" if d <= 256 else "hutchinson")
+        out.append(res if isinstance(res, torch.Tensor) else res.log_prob)
+    return torch.cat(out).detach()
+
+
+def _nll(run: Run, ref: torch.Tensor) -> tuple[float, float | None, str]:
+    """Test NLL: nats/point for vectors; bits/dim of dequantised data for images. The floor
+    is the true NLL when the data set has a closed-form density (gmm)."""
+    from genlab.likelihood import bits_per_dim, dequantize
+
+    if isinstance(run.dataset, ImageDataset):
+        levels = LEVELS.get(run.cfg.data.name, 256)
+        x = dequantize(ref, levels, torch.Generator().manual_seed(0))
+        nll = -_log_prob(run, x)
+        return float(bits_per_dim(nll, x[0].numel(), levels).mean()), None, "bits/dim"
+    floor = float(-run.dataset.log_prob(ref.double()).mean()) if hasattr(run.dataset, "log_prob") else None
+    return float(-_log_prob(run, ref).mean()), floor, "nats/point"
+
+
+def log_prob_file(
+    run_dir: str | Path, data: str | Path, out: str | Path, steps: int = 100, divergence: str = "exact"
+) -> Path:
+    """log p (nats) of each row of a .npy file under a trained run's model, written as .npy."""
+    run = load_run(run_dir)
+    if not hasattr(run.model, "log_prob"):
+        raise ConfigError(
+            f"model.family={run.cfg.model.family} has no likelihood; families with one: {LIKELIHOOD_FAMILIES}"
+        )
+    path = Path(data)
+    if path.suffix != ".npy" or not path.is_file():
+        raise ConfigError(f"--data must be an existing .npy file, got {str(path)!r}")
+    arr = np.load(path, allow_pickle=False)
+    x = torch.as_tensor(arr, dtype=torch.float32)
+    shape = tuple(run.model.data_shape)
+    if tuple(x.shape[1:]) != shape:
+        raise ConfigError(f"--data rows have shape {tuple(x.shape[1:])}, the model expects {shape}")
+    if not bool(torch.isfinite(x).all()):
+        raise ConfigError(f"--data {path.name} contains non-finite values")
+    logp = []
+    for chunk in x.split(512):
+        res = run.model.log_prob(chunk, steps=steps, divergence=divergence)
+        logp.append(res if isinstance(res, torch.Tensor) else res.log_prob)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, torch.cat(logp).detach().numpy())
+    return out
 
 
 def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
@@ -277,8 +341,11 @@ def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
         )
         return written
     x_final = generate(run, n).x  # with the configured sampler
-    sol = generate(run, n, return_trajectory=True, sampler="ode")  # the flow, for the pictures
     data = run.dataset.sample(n, torch.Generator().manual_seed(0))
+    if "ode" not in run.model.SAMPLERS:  # no flow in time to draw (RealNVP)
+        written.append(Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png")))
+        return written
+    sol = generate(run, n, return_trajectory=True, sampler="ode")  # the flow, for the pictures
     traj = sol.trajectory
     assert traj is not None
     ev = run.run_dir / "eval.json"

@@ -1,14 +1,29 @@
-"""Generative models: each exposes loss(batch) -> dict and sample(n, ...)."""
+"""Generative models: each exposes loss(batch) -> dict, sample(n, ...) and log_prob(x)."""
+
+from typing import Any
 
 from genlab.models.base import GaussianPathModel, split_batch
+from genlab.models.cnf import CNF
 from genlab.models.diffusion import DDPM, Diffusion
 from genlab.models.flow_matching import FlowMatching
+from genlab.models.realnvp import RealNVP
 
-#: model families by config name (``model.family``)
-FAMILIES: dict[str, type[GaussianPathModel]] = {
+#: model families by config name (``model.family``); each class lists its SAMPLERS
+FAMILIES: dict[str, Any] = {
     "flow_matching": FlowMatching,
     "diffusion": Diffusion,
     "ddpm": DDPM,
+    "cnf": CNF,
+    "realnvp": RealNVP,
 }
 
-__all__ = ["DDPM", "FAMILIES", "Diffusion", "FlowMatching", "GaussianPathModel", "split_batch"]
+__all__ = [
+    "CNF",
+    "DDPM",
+    "FAMILIES",
+    "Diffusion",
+    "FlowMatching",
+    "GaussianPathModel",
+    "RealNVP",
+    "split_batch",
+]

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from genlab._validate import check_finite
+from genlab.likelihood import LogProbResult, log_prob_ode
 from genlab.paths import GaussianPath, GaussianSource, Prediction
 from genlab.samplers.ddim import ddim, dpm_solver_pp
 from genlab.samplers.field import PredictionField
@@ -108,6 +109,46 @@ class GaussianPathModel(nn.Module):
                 f"batch has sample shape {tuple(x1.shape[1:])} but the model was built for {self.data_shape}"
             )
         check_finite(x1, "batch")
+
+    # -- likelihood ---------------------------------------------------------------------
+    #: where data sit on the path for log-prob integration (diffusion: 1 - SAMPLE_T_EPS)
+    data_time: ClassVar[float] = 1.0
+
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        solver: str | ODESolver = "rk4",
+        steps: int = 100,
+        divergence: str = "exact",
+        n_probes: int = 1,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+        **solver_options: Any,
+    ) -> LogProbResult:
+        """log p(x) in nats of the model's probability-flow ODE (instantaneous change of
+        variables from ``data_time`` back to t = 0, where the source N(0, sigma_0^2 I) is)."""
+        self._check_data(x)
+
+        def velocity(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.velocity(z, t, y)
+
+        grid = TimeGrid.uniform(steps, self.data_time, 0.0)
+        was_training = self.training
+        self.eval()
+        try:
+            return log_prob_ode(
+                velocity,
+                self.source.log_prob,
+                x,
+                solver,
+                grid,
+                divergence,
+                n_probes,
+                generator=generator,
+                **solver_options,
+            )
+        finally:
+            self.train(was_training)
 
     # -- sampling -----------------------------------------------------------------------
     def default_grid(self, steps: int) -> TimeGrid:

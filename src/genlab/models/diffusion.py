@@ -47,6 +47,7 @@ class Diffusion(GaussianPathModel):
     """
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ("ode", "em", "pc", "ald", "extension", "ddim", "dpm")
+    data_time: ClassVar[float] = 1.0 - SAMPLE_T_EPS
 
     def __init__(
         self,
@@ -125,6 +126,7 @@ class DDPM(GaussianPathModel):
     """
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ("ddpm", "ddim", "dpm", "ode", "extension")
+    data_time: ClassVar[float] = 1.0 - SAMPLE_T_EPS
 
     def __init__(
         self,
