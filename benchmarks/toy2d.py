@@ -27,7 +27,7 @@ the training differs; a cross-check samples the flow_matching-trained network wi
 ``flow_matching.solver.ODESolver`` and the TorchCFM-trained one with ``torchdiffeq.odeint``.
 
 Each training run happens in a fresh process (``toy2d_worker.py``, one at a time), which
-makes its timing and its peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
+makes its timing and its peak resident memory (VmHWM, reset just before the loop)
 independent of the runs before it.
 
 Run ``python benchmarks/toy2d.py --help``; see benchmarks/README.md for the columns.
@@ -82,7 +82,7 @@ CROSS_CHECK_STEPS = 16  # peer-solver cross-check: Euler with this many steps
 DEFAULTS = {"steps": 10000, "batch": 256, "lr": 1e-3, "n_eval": 2000}
 QUICK = {"steps": 30, "n_eval": 256, "datasets": ["moons"]}
 DEFAULT_DATASETS = ["moons", "8gaussians", "checkerboard"]
-VERSIONED = ("torch", "numpy", "scipy", "POT", "torchdiffeq", "genlab", "torchcfm")
+VERSIONED = ("torch", "numpy", "scipy", "POT", "torchdiffeq")  # besides the libraries
 
 
 # --------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def library_status() -> dict[str, str]:
 
 def environment() -> dict[str, Any]:
     versions = {}
-    for dist in (*VERSIONED, "flow-matching"):
+    for dist in (*VERSIONED, *(d for _, d in LIBRARY_MODULES.values())):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -149,9 +149,7 @@ def objective_check(dataset: str, seeds: Seeds, batch: int, libs: list[str]) -> 
     net = build_net(seeds.init)
     x1 = make_toy(dataset).sample(batch, generator(seeds.data))
     with torch.no_grad():
-        values = {
-            lib: float(LOSS_BUILDERS[lib](net, generator(seeds.noise), True)(x1)) for lib in libs
-        }
+        values = {lib: float(LOSS_BUILDERS[lib](net, generator(seeds.noise), True)(x1)) for lib in libs}
     ref = values["genlab"]
     return {
         "loss_genlab": ref,
@@ -250,9 +248,7 @@ def cross_check(
         if lib == "flow_matching":
             from flow_matching.solver import ODESolver
 
-            peer = ODESolver(velocity_model=wrapped).sample(
-                x_init=x0, step_size=1.0 / steps, method="euler"
-            )
+            peer = ODESolver(velocity_model=wrapped).sample(x_init=x0, step_size=1.0 / steps, method="euler")
             how = f"flow_matching.solver.ODESolver euler step_size=1/{steps}"
         else:
             from torchdiffeq import odeint
@@ -382,8 +378,7 @@ def render(result: dict[str, Any]) -> str:
             rows.append(row)
         floor = d["floor"]
         rows.append(
-            ["floor (data vs data)", "-"]
-            + [fmt_w2(floor["w2"]), fmt_mmd(floor["mmd2"])] * len(present)
+            ["floor (data vs data)", "-"] + [fmt_w2(floor["w2"]), fmt_mmd(floor["mmd2"])] * len(present)
         )
         parts += [
             "",
@@ -399,9 +394,7 @@ def render(result: dict[str, Any]) -> str:
         oc = d["objective_check"]
         for key, val in oc.items():
             if key.startswith("abs_diff_"):
-                rows.append(
-                    [ds, key.removeprefix("abs_diff_"), f"{oc['loss_genlab']:.6f}", f"{val:.1e}"]
-                )
+                rows.append([ds, key.removeprefix("abs_diff_"), f"{oc['loss_genlab']:.6f}", f"{val:.1e}"])
     if rows:
         parts += [
             "",
@@ -427,8 +420,7 @@ def render(result: dict[str, Any]) -> str:
     if rows:
         parts += [
             "",
-            f"### Solver cross-check: peer solver vs genlab Euler, {CROSS_CHECK_STEPS} steps,"
-            " same x0",
+            f"### Solver cross-check: peer solver vs genlab Euler, {CROSS_CHECK_STEPS} steps, same x0",
             "",
             md_table(
                 [
@@ -454,9 +446,7 @@ def render(result: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument(
-        "--steps", type=int, default=None, help=f"training steps (default {DEFAULTS['steps']})"
-    )
+    p.add_argument("--steps", type=int, default=None, help=f"training steps (default {DEFAULTS['steps']})")
     p.add_argument("--batch", type=int, default=DEFAULTS["batch"], help="batch size")
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate")
     p.add_argument(
@@ -494,9 +484,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch.set_num_threads for training and sampling (default: torch's default); "
         "1 is far more robust on a shared, oversubscribed machine",
     )
-    p.add_argument(
-        "--quick", action="store_true", help="tiny smoke run (moons, 30 steps, 256 samples)"
-    )
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (moons, 30 steps, 256 samples)")
     p.add_argument(
         "--out",
         type=Path,
@@ -553,8 +541,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "quick": args.quick,
             "threads": args.threads,
             "network": asdict(NET_CONFIG),
-            "memory_measure": "resource.getrusage(RUSAGE_SELF).ru_maxrss of a fresh worker "
-            "process per run: peak minus the value just before the loop",
+            "memory_measure": "VmHWM of /proc/self/status (the RSS high-water mark), reset "
+            "to the current RSS through /proc/self/clear_refs just before the loop, in a fresh "
+            "worker process per run: peak during the loop minus RSS at loop start",
         },
         "environment": env,
         "library_status": status,
@@ -596,9 +585,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "w2": wasserstein2(first, second),
             "mmd2": mmd(first, second, bandwidths=bw),
             # genlab's helper on the same two draws (its MMD uses the median heuristic)
-            "metric_floor": metric_floor(
-                data.sample, args.n_eval, ["w2", "mmd"], generator(seeds.floor)
-            ),
+            "metric_floor": metric_floor(data.sample, args.n_eval, ["w2", "mmd"], generator(seeds.floor)),
         }
         entry["mmd_bandwidths"] = list(bw)
         for lib in libs:

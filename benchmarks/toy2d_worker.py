@@ -142,7 +142,7 @@ LOSS_BUILDERS: dict[str, Callable[[torch.nn.Module, torch.Generator, bool], Loss
 
 
 # --------------------------------------------------------------------------------------
-# training (runs in a fresh spawned process)
+# training (runs in a fresh worker process)
 # --------------------------------------------------------------------------------------
 
 
@@ -158,18 +158,39 @@ class TrainJob:
     threads: int | None = None  # torch.set_num_threads; None leaves torch's default
 
 
-def max_rss_mib() -> float:
-    """High-water mark of this process's resident set (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_kib(field: str) -> float | None:
+    """A ``kB`` field of /proc/self/status (Linux), or None where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mib() -> float:
+    """High-water mark of this process's resident set, in MiB.
+
+    VmHWM from /proc/self/status where available. ``getrusage(RUSAGE_SELF).ru_maxrss`` is
+    the fallback only: it is max(VmHWM, the RSS the process had *before exec*), and a
+    process forked from a large parent (toy2d.py holds ~350 MiB) inherits that parent's
+    RSS as a floor that no reset clears.
+    """
+    hwm = _status_kib("VmHWM")
+    if hwm is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return hwm / 1024.0
 
 
 def reset_peak_rss() -> bool:
     """Reset the kernel's RSS high-water mark to the current RSS (Linux >= 4.0).
 
-    Writing 5 to /proc/self/clear_refs resets VmHWM, which is what ru_maxrss reports, so
-    ``max_rss_mib()`` right after it is the current RSS and the later peak is the loop's
-    own. Returns False where that is not possible; then the delta is a lower bound (the
-    high-water mark may come from an import-time transient).
+    Writing 5 to /proc/self/clear_refs resets VmHWM, so ``peak_rss_mib()`` right after it
+    is the current RSS and the later peak is the loop's own. Returns False where that is
+    not possible; then the delta is a lower bound (the high-water mark may come from an
+    import-time transient).
     """
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -195,7 +216,7 @@ def train(job: TrainJob) -> dict[str, Any]:
     net.train()
 
     peak_was_reset = reset_peak_rss()
-    rss_start = max_rss_mib()
+    rss_start = peak_rss_mib()
     load_start = os.getloadavg()[0]
     stamps = np.empty(job.steps + 1)  # perf_counter after each step (one clock read)
     stamps[0] = start = time.perf_counter()
@@ -208,7 +229,7 @@ def train(job: TrainJob) -> dict[str, Any]:
         losses[step] = loss.detach()
         stamps[step + 1] = time.perf_counter()
     end = stamps[-1]
-    rss_peak = max_rss_mib()
+    rss_peak = peak_rss_mib()
     load_end = os.getloadavg()[0]
 
     seconds = end - start

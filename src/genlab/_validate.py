@@ -45,10 +45,11 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
 def check_time(t: torch.Tensor, name: str = "t") -> torch.Tensor:
     """Require times in the closed interval [0, 1] (t = 0 noise, t = 1 data)."""
     check_tensor(t, name)
-    check_finite(t, name)
     if t.numel():
-        lo, hi = float(t.detach().min()), float(t.detach().max())
-        if lo < 0.0 or hi > 1.0:
+        lo, hi = (float(v) for v in torch.aminmax(t.detach().reshape(-1)))  # one pass, one sync
+        if not (lo >= 0.0 and hi <= 1.0):  # also false for NaN
+            if lo != lo or hi != hi or abs(lo) == float("inf") or abs(hi) == float("inf"):
+                check_finite(t, name)
             raise ValueError(
                 f"{name} must lie in [0, 1] (t = 0 is noise, t = 1 is data); "
                 f"got values in [{lo:.4g}, {hi:.4g}]"

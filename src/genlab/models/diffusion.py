@@ -82,7 +82,7 @@ class Diffusion(GaussianPathModel):
         t = (1.0 - SDE_TAU_MIN) * torch.rand(
             x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device
         )
-        ps = self.path.sample(x0, x1, t)
+        ps = self.path.interpolate(x0, x1, t)
         noise_hat = self.path.convert(self._net(ps.xt, t, y), ps.xt, t, self.prediction, Prediction.NOISE)
         per_sample = ((noise_hat - x0) ** 2).flatten(1).mean(1)  # (B,)
         return {"loss": (self.weight(t) * per_sample).mean()}
@@ -147,7 +147,7 @@ class DDPM(GaussianPathModel):
         k = torch.randint(1, T + 1, (x1.shape[0],), generator=generator, device=x1.device)
         eps = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
         t = self.schedule.time_of_step(k).to(x1.dtype)
-        xt = self.path.sample(eps, x1, t).xt  # sqrt(ab_k) x1 + sqrt(1 - ab_k) eps
+        xt = self.path.interpolate(eps, x1, t).xt  # sqrt(ab_k) x1 + sqrt(1 - ab_k) eps
         loss = ((self._net(xt, t, y) - eps) ** 2).flatten(1).mean(1).mean()
         return {"loss": loss}
 

@@ -55,10 +55,10 @@ class FlowMatching(GaussianPathModel):
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Conditional flow matching loss on one batch; returns {"loss": scalar}."""
         x1, y = split_batch(batch)
-        self._check_data(x1)
-        pair = self.coupling(x1, generator, y)
+        self._check_data(x1)  # the one validation of this step; the calls below trust it
+        pair = self.coupling.pair(x1, generator, y)
         t = (1.0 - T_END_GAP) * torch.rand(x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device)
-        ps = self.path.sample(pair.x0, pair.x1, t)
+        ps = self.path.interpolate(pair.x0, pair.x1, t)
         target = {
             Prediction.VELOCITY: ps.dxt,
             Prediction.NOISE: ps.x0,

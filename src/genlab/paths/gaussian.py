@@ -114,10 +114,19 @@ class GaussianPath:
         check_tensor(x1, "x1")
         check_same_shape(x0, x1, "x0", "x1")
         check_finite(x1, "x1")
-        t = check_batch_time(t, x1)
-        c = self.coefficients(t, x1)
-        xt = c.alpha * x1 + c.sigma * x0  # (B, *D)
-        dxt = c.d_alpha * x1 + c.d_sigma * x0  # (B, *D)
+        return self.interpolate(x0, x1, check_batch_time(t, x1))
+
+    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> PathSample:
+        """:meth:`sample` without input checks, for training loops that validated already.
+
+        x0, x1 (B, *D) of one shape and dtype; t (B,) in [0, 1].
+        """
+        sv = self.schedule.values(t)
+        alpha, sigma, d_alpha, d_sigma = (
+            _expand(v, x1) for v in (sv.alpha, sv.sigma, sv.d_alpha, sv.d_sigma)
+        )
+        xt = alpha * x1 + sigma * x0  # (B, *D)
+        dxt = d_alpha * x1 + d_sigma * x0  # (B, *D)
         return PathSample(t=t, x0=x0, x1=x1, xt=xt, dxt=dxt)
 
     def conditional_velocity(self, x: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
