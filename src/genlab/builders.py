@@ -156,6 +156,31 @@ def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = N
             raise ConfigError(f"model: {err}") from None
 
 
+#: discrete levels of the image data sets (for dequantisation and bits per dimension)
+IMAGE_LEVELS = {"digits": 17, "mnist": 256, "cifar10": 256}
+#: families trained by maximum likelihood: on discrete images they see dequantised batches
+LIKELIHOOD_TRAINED = ("cnf", "realnvp")
+
+
+def training_sampler(cfg: Config, dataset: Any) -> Callable[[int, torch.Generator], Any]:
+    """The trainer's batch sampler; maximum-likelihood families get dequantised images
+    (a density on a discrete grid is otherwise unbounded)."""
+    sample = batch_sampler(dataset, cfg.model.net.class_conditional)
+    if cfg.model.family not in LIKELIHOOD_TRAINED or not isinstance(dataset, ImageDataset):
+        return sample
+    from genlab.likelihood import dequantize
+
+    levels = IMAGE_LEVELS.get(cfg.data.name, 256)
+
+    def dequantized(n: int, gen: torch.Generator) -> Any:
+        batch = sample(n, gen)
+        if isinstance(batch, tuple):
+            return dequantize(batch[0], levels, gen), batch[1]
+        return dequantize(batch, levels, gen)
+
+    return dequantized
+
+
 def batch_sampler(dataset: Any, with_labels: bool) -> Callable[[int, torch.Generator], Any]:
     """A function (batch_size, generator) -> batch for the trainer."""
     if with_labels:

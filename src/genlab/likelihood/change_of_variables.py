@@ -80,7 +80,9 @@ def log_prob_ode(
     if grid.t0 <= grid.t1:
         raise ValueError("the log-prob grid must run backwards, from the data time down to t = 0")
     shape, b, d = x.shape, x.shape[0], x[0].numel()
-    probes = make_probes(shape, n_probes, probe, generator, x.dtype) if divergence == "hutchinson" else None
+    probes = None
+    if divergence == "hutchinson":  # drawn once: the same probes at every step of the solve
+        probes = make_probes(shape, n_probes, probe, generator, x.dtype, x.device)
 
     def aug(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         xs = z[:, :d].reshape(shape)
@@ -112,31 +114,39 @@ def log_prob_ode(
     )
 
 
+def bin_width(levels: int, data_range: float = 2.0) -> float:
+    """Spacing w = data_range / (levels - 1) of ``levels`` values spread over the data range."""
+    if not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
+    return data_range / (levels - 1)
+
+
 def bits_per_dim(nll_nats: torch.Tensor, dim: int, levels: int, data_range: float = 2.0) -> torch.Tensor:
     """Bits per dimension of uniformly dequantised discrete data.
 
-    Discrete values on ``levels`` levels are mapped to [0, levels) by adding U[0, 1) noise and
-    then scaled to an interval of width ``data_range`` (2 for data in [-1, 1]); a density on
-    that interval relates to the density on [0, levels) by the Jacobian (data_range /
-    levels)^D, so
+    The loaders put ``levels`` values on a grid of spacing w = data_range / (levels - 1)
+    (x = -1 + w k for data in [-1, 1]); :func:`dequantize` spreads each value uniformly over
+    its bin [x - w/2, x + w/2). The discrete probability of a value is at least the mass of
+    its bin, and rescaling bins to unit width multiplies densities by w^D, so
 
-        bpd = (nll_nats + D log(levels / data_range)) / (D log 2).
+        bpd = (nll_nats + D log(1 / w)) / (D log 2),   1 / w = (levels - 1) / data_range,
 
-    With ``levels`` = 17 (sklearn's digits, values 0..16) or 256 (8-bit images).
+    is an upper bound on the discrete code length. With ``levels`` = 17 (sklearn's digits,
+    values 0..16) or 256 (8-bit images). Uniform data on the levels gives exactly log2(levels).
     """
-    if not isinstance(levels, int) or levels < 2:
-        raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
     if not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    return (nll_nats + dim * math.log(levels / data_range)) / (dim * math.log(2.0))
+    w = bin_width(levels, data_range)
+    return (nll_nats + dim * math.log(1.0 / w)) / (dim * math.log(2.0))
 
 
-def dequantize(x: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform dequantisation of data in [-1, 1] that takes ``levels`` values.
+def dequantize(
+    x: torch.Tensor, levels: int, generator: torch.Generator | None = None, data_range: float = 2.0
+) -> torch.Tensor:
+    """Uniform dequantisation: x + w (u - 1/2), u ~ U[0, 1)^D, w = data_range / (levels - 1).
 
-    x = -1 + 2 k / (levels - 1) for integer k; returns -1 + 2 (k + u) / levels, u ~ U[0, 1),
-    which lies in [-1, 1) and has the density of the discrete data smeared over its bins.
+    Each grid value is the centre of its bin, so training points and bins line up.
     """
-    k = torch.round((x + 1) * (levels - 1) / 2)
+    w = bin_width(levels, data_range)
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return -1 + 2 * (k + u) / levels
+    return x + w * (u - 0.5)

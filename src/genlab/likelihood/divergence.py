@@ -9,8 +9,8 @@ For v = f(x, t) with x of shape (B, *D) and samples independent across the batch
   B D^2 would exceed ``max_jacobian_elements``, loops over the D coordinates with one
   backward each (memory O(B D), no growth with D beyond the activations).
 * :func:`divergence_hutchinson` uses E[eps^T J eps] = tr J for probes with E[eps eps^T] = I
-  (Rademacher or Gaussian); with K probes the estimate is their mean. The variance of one
-  Rademacher probe is 2 sum_{i != j} J_ij^2 (vs 2 ||J||_F^2 for Gaussian).
+  (Rademacher or Gaussian); with K probes the estimate is their mean. With S = (J + J^T) / 2
+  the variance of one probe is 2 sum_{i != j} S_ij^2 (Rademacher) and 2 ||S||_F^2 (Gaussian).
 
 Both accept ``create_graph=True`` so that a loss through them can be back-propagated (CNF
 training); otherwise the result is detached.
@@ -65,12 +65,15 @@ def make_probes(
     kind: str = "rademacher",
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """K probes with E[eps eps^T] = I: shape (K, B, *D)."""
+    """K probes with E[eps eps^T] = I: shape (K, B, *D), drawn on the generator's device and
+    moved to ``device``."""
     if not isinstance(n_probes, int) or n_probes < 1:
         raise ValueError(f"n_probes must be a positive integer, got {n_probes!r}")
     draw = choose("probe", kind, PROBES)
-    return draw((n_probes, *shape), generator, dtype)
+    out = draw((n_probes, *shape), generator, dtype)
+    return out if device is None else out.to(device)
 
 
 def _rademacher(shape: tuple[int, ...], gen: torch.Generator | None, dtype: torch.dtype) -> torch.Tensor:

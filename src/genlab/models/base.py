@@ -28,12 +28,18 @@ from genlab.paths import GaussianPath, GaussianSource, Prediction
 from genlab.samplers.ddim import ddim, dpm_solver_pp
 from genlab.samplers.field import PredictionField
 from genlab.samplers.ode import sample_ode
-from genlab.samplers.sde import sample_extension
+from genlab.samplers.sde import SAMPLE_T_EPS, sample_extension
 from genlab.solvers import ODESolution, ODESolver, TimeGrid
 from genlab.solvers.grids import as_grid
 from genlab.solvers.sde import SDESolution
 
 Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]
+
+#: paths whose sigma_1 is below this end sampling / start log-probs at 1 - SAMPLE_T_EPS when
+#: the network does not predict the velocity itself
+SIGMA_END_MIN = 1e-3
+#: largest alpha_0 for which N(0, sigma_0^2 I) is accepted as p_0 in log-prob computations
+ALPHA0_MAX_FOR_LOG_PROB = 0.05
 Solution = ODESolution | SDESolution
 
 
@@ -110,9 +116,17 @@ class GaussianPathModel(nn.Module):
             )
         check_finite(x1, "batch")
 
+    # -- where the data sit ----------------------------------------------------------
+    def t_end(self) -> float:
+        """Last time a sampler reaches and where log-probs start: 1, or 1 - SAMPLE_T_EPS when
+        the network predicts x0 / x1 / score on a path with sigma_1 ~ 0 (the conversion to a
+        velocity divides by sigma_t there)."""
+        sigma1 = float(self.path.schedule.values(torch.ones((), dtype=torch.float64)).sigma)
+        if self.prediction == Prediction.VELOCITY or sigma1 >= SIGMA_END_MIN:
+            return 1.0
+        return 1.0 - SAMPLE_T_EPS
+
     # -- likelihood ---------------------------------------------------------------------
-    #: where data sit on the path for log-prob integration (diffusion: 1 - SAMPLE_T_EPS)
-    data_time: ClassVar[float] = 1.0
 
     def log_prob(
         self,
@@ -126,13 +140,22 @@ class GaussianPathModel(nn.Module):
         **solver_options: Any,
     ) -> LogProbResult:
         """log p(x) in nats of the model's probability-flow ODE (instantaneous change of
-        variables from ``data_time`` back to t = 0, where the source N(0, sigma_0^2 I) is)."""
+        variables from ``t_end()`` back to t = 0, where the source N(0, sigma_0^2 I) is).
+
+        Refused when alpha_0 is not small: p_0 is then not the source distribution.
+        """
         self._check_data(x)
+        alpha0 = float(self.path.schedule.values(torch.zeros((), dtype=torch.float64)).alpha)
+        if alpha0 > ALPHA0_MAX_FOR_LOG_PROB:
+            raise ValueError(
+                f"log p needs p_0 = N(0, sigma_0^2 I), but alpha_0 = {alpha0:.3g} on this path "
+                "(the data still show at t = 0); use more diffusion steps or a path with alpha_0 ~ 0"
+            )
 
         def velocity(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.velocity(z, t, y)
 
-        grid = TimeGrid.uniform(steps, self.data_time, 0.0)
+        grid = TimeGrid.uniform(steps, self.t_end(), 0.0)
         was_training = self.training
         self.eval()
         try:
@@ -152,8 +175,8 @@ class GaussianPathModel(nn.Module):
 
     # -- sampling -----------------------------------------------------------------------
     def default_grid(self, steps: int) -> TimeGrid:
-        """The time grid a sampler uses for ``steps`` steps (flow matching: [0, 1])."""
-        return TimeGrid.uniform(steps)
+        """The time grid a sampler uses for ``steps`` steps: uniform on [0, t_end()]."""
+        return TimeGrid.uniform(steps, 0.0, self.t_end())
 
     def sample(
         self,

@@ -47,7 +47,6 @@ class Diffusion(GaussianPathModel):
     """
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ("ode", "em", "pc", "ald", "extension", "ddim", "dpm")
-    data_time: ClassVar[float] = 1.0 - SAMPLE_T_EPS
 
     def __init__(
         self,
@@ -87,9 +86,9 @@ class Diffusion(GaussianPathModel):
         per_sample = ((noise_hat - x0) ** 2).flatten(1).mean(1)  # (B,)
         return {"loss": (self.weight(t) * per_sample).mean()}
 
-    def default_grid(self, steps: int) -> TimeGrid:
-        """Uniform from the prior (t = 0) to t = 1 - SAMPLE_T_EPS."""
-        return TimeGrid.uniform(steps, 0.0, 1.0 - SAMPLE_T_EPS)
+    def t_end(self) -> float:
+        """Samplers stop (and log-probs start) at tau = SAMPLE_T_EPS, as in Song et al."""
+        return 1.0 - SAMPLE_T_EPS
 
     def _dispatch(self, sampler: str, req: SampleRequest) -> Solution:
         x0, grid, generator, options = req.x0, req.grid, req.generator, req.options
@@ -126,7 +125,6 @@ class DDPM(GaussianPathModel):
     """
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ("ddpm", "ddim", "dpm", "ode", "extension")
-    data_time: ClassVar[float] = 1.0 - SAMPLE_T_EPS
 
     def __init__(
         self,
@@ -150,6 +148,10 @@ class DDPM(GaussianPathModel):
         xt = self.path.interpolate(eps, x1, t).xt  # sqrt(ab_k) x1 + sqrt(1 - ab_k) eps
         loss = ((self._net(xt, t, y) - eps) ** 2).flatten(1).mean(1).mean()
         return {"loss": loss}
+
+    def t_end(self) -> float:
+        """The first step k = 1, the last time the network was trained at."""
+        return float(self.schedule.time_of_step(1))
 
     def default_grid(self, steps: int) -> TimeGrid:
         """``steps`` evenly spaced integer steps from k = T to k = 0."""

@@ -169,7 +169,7 @@ class RealNVP(nn.Module):
         if not bool(torch.isfinite(x).all()):
             raise ValueError("x contains non-finite values")
 
-    def log_prob(self, x: torch.Tensor, **_: Any) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, **_: Any) -> torch.Tensor:  # ODE options do not apply
         """Exact log p(x) in nats, (B,)."""
         self._check(x)
         z, logdet = self(x)
