@@ -60,7 +60,7 @@ def sweep(run: runs.Run, n: int, ref: torch.Tensor, names: list[str], quick: boo
     rows = []
     for sampler, solver, nfes in PLAN:
         for nfe in nfes[:2] if quick else nfes:
-            per = EVALS_PER_STEP[solver if sampler == "ode" else sampler]
+            per = EVALS_PER_STEP.get(solver if sampler == "ode" else sampler, 1)
             steps = max(1, nfe // per) if nfe else 2
             opts: dict[str, Any] = {"atol": 1e-4, "rtol": 1e-4} if solver == "dopri5" else {}
             gen = torch.Generator().manual_seed(0)

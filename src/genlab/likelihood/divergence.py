@@ -5,9 +5,9 @@ For v = f(x, t) with x of shape (B, *D) and samples independent across the batch
     div f(x) = sum_i d f_i / d x_i = tr J(x).
 
 * :func:`divergence_exact` forms J with ``torch.func.jacrev`` of the batch-summed field
-  (one forward, D vector-Jacobian products vectorised by vmap; memory O(B D^2)), or, when
-  B D^2 would exceed ``max_jacobian_elements``, loops over the D coordinates with one
-  backward each (memory O(B D), no growth with D beyond the activations).
+  (one forward, D vector-Jacobian products vectorised by vmap; memory O(B D^2)), or, for
+  D <= LOOP_MAX_DIM or when B D^2 would exceed ``max_jacobian_elements``, loops over the D
+  coordinates with one backward each (memory O(B D), no growth with D beyond activations).
 * :func:`divergence_hutchinson` uses E[eps^T J eps] = tr J for probes with E[eps eps^T] = I
   (Rademacher or Gaussian); with K probes the estimate is their mean. With S = (J + J^T) / 2
   the variance of one probe is 2 sum_{i != j} S_ij^2 (Rademacher) and 2 ||S||_F^2 (Gaussian).
@@ -28,6 +28,8 @@ Field = Callable[[torch.Tensor], torch.Tensor]
 
 #: above this many Jacobian entries (B * D * D) the exact divergence loops over coordinates
 MAX_JACOBIAN_ELEMENTS = 2**25
+#: up to this dimension a plain loop of D backward passes beats vmap's batching overhead
+LOOP_MAX_DIM = 8
 
 
 def divergence_exact(
@@ -44,9 +46,14 @@ def divergence_exact(
         def g(z: torch.Tensor) -> torch.Tensor:
             return f(z.reshape(shape)).reshape(b, d)
 
-        if b * d * d <= max_jacobian_elements and not create_graph:
-            v = g(xf)
-            jac = torch.func.jacrev(lambda z: g(z).sum(0))(xf)  # (D, B, D): d sum_b v_bi / d x_bj
+        if LOOP_MAX_DIM < d and b * d * d <= max_jacobian_elements and not create_graph:
+
+            def summed(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                out = g(z)
+                return out.sum(0), out  # (D,) to differentiate, (B, D) returned as aux
+
+            # one forward, D vector-Jacobian products batched by vmap
+            jac, v = torch.func.jacrev(summed, has_aux=True)(xf)  # (D, B, D): d sum_b v_bi / d x_bj
             div = jac.diagonal(dim1=0, dim2=2).sum(-1)  # (B,)
             return v.detach().reshape(shape), div.detach()
         v = g(xf)
