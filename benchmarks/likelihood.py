@@ -156,29 +156,32 @@ def main() -> None:
     ap.add_argument("--digits", action="store_true")
     ap.add_argument("--digits-steps", type=int, default=3000)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", default="nll,throughput,digits", help="parts to (re)run; the others are kept")
     ap.add_argument("--out", default="benchmarks/results/likelihood.json")
     ap.add_argument("--work", default="runs/bench-likelihood")
     args = ap.parse_args()
     q = args.quick
     work = Path(args.work)
-    result: dict[str, Any] = {
-        "env": {
-            "genlab": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "threads": torch.get_num_threads(),
-        }
+    out = Path(args.out)
+    parts = set(args.parts.split(","))
+    result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    result["env"] = {
+        "genlab": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
     }
-    print("== NLL on 8gaussians (nats/point)", flush=True)
-    result["nll"] = nll_table(
-        200 if q else args.steps, 30 if q else args.cnf_steps, 300 if q else args.n, work
-    )
-    print("== log-prob throughput", flush=True)
-    result["throughput"] = throughput(2, 200 if q else 2000, 50) + throughput(64, 100 if q else 500, 50)
-    if args.digits:
+    if "nll" in parts:
+        print("== NLL on 8gaussians (nats/point)", flush=True)
+        result["nll"] = nll_table(
+            200 if q else args.steps, 30 if q else args.cnf_steps, 300 if q else args.n, work
+        )
+    if "throughput" in parts:
+        print("== log-prob throughput", flush=True)
+        result["throughput"] = throughput(2, 200 if q else 2000, 50) + throughput(64, 100 if q else 500, 50)
+    if args.digits and "digits" in parts:
         print("== digits bits/dim", flush=True)
         result["digits"] = digits_bpd(100 if q else args.digits_steps, work)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

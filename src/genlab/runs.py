@@ -264,13 +264,17 @@ def evaluate(
 
 
 LIKELIHOOD_FAMILIES = "flow_matching, diffusion, ddpm, cnf, realnvp"
+#: evaluation log-probs use the exact divergence up to this dimension, Hutchinson above
+EXACT_LOG_PROB_MAX_DIM = 16
 
 
 def _log_prob(run: Run, x: torch.Tensor, steps: int = 100, divergence: str | None = None) -> torch.Tensor:
-    """log p(x) in nats per point, 100 RK4 steps; exact divergence up to D = 256, Hutchinson
-    (one Rademacher probe per point, seeded) above."""
+    """log p(x) in nats per point, 100 RK4 steps; exact divergence up to D = 16, Hutchinson
+    above (one Rademacher probe per point, seeded; unbiased for log p because log p is linear
+    in the divergence integral). The exact divergence of an image network costs D backward
+    passes per evaluation: 3.4 s for 64 digits through the U-Net."""
     if divergence is None:
-        divergence = "exact" if x[0].numel() <= 256 else "hutchinson"
+        divergence = "exact" if x[0].numel() <= EXACT_LOG_PROB_MAX_DIM else "hutchinson"
     gen = torch.Generator().manual_seed(0)
     out = []
     with torch.no_grad():  # the divergence functions enable gradients locally where needed

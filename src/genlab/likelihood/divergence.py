@@ -30,6 +30,9 @@ Field = Callable[[torch.Tensor], torch.Tensor]
 MAX_JACOBIAN_ELEMENTS = 2**25
 #: up to this dimension a plain loop of D backward passes beats vmap's batching overhead
 LOOP_MAX_DIM = 8
+#: the vmapped backward of the exact divergence processes at most this many sample-rows at
+#: once (cotangents x batch), bounding its memory like a backward pass of that batch size
+MAX_VMAP_ROWS = 4096
 
 
 def divergence_exact(
@@ -53,7 +56,9 @@ def divergence_exact(
                 return out.sum(0), out  # (D,) to differentiate, (B, D) returned as aux
 
             # one forward, D vector-Jacobian products batched by vmap
-            jac, v = torch.func.jacrev(summed, has_aux=True)(xf)  # (D, B, D): d sum_b v_bi / d x_bj
+            # vmap runs at most MAX_VMAP_ROWS (cotangent x sample) rows of the backward at once
+            chunk = max(1, MAX_VMAP_ROWS // b)
+            jac, v = torch.func.jacrev(summed, has_aux=True, chunk_size=chunk)(xf)  # (D, B, D)
             div = jac.diagonal(dim1=0, dim2=2).sum(-1)  # (B,)
             return v.detach().reshape(shape), div.detach()
         v = g(xf)
