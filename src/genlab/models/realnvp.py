@@ -30,43 +30,28 @@ from genlab.models.base import Batch, split_batch
 from genlab.paths import GaussianSource
 
 
-class _MLPConditioner(nn.Module):
-    """(s, t) from the masked vector: an MLP with 2 D outputs, the last layer zero (identity init)."""
+class _Conditioner(nn.Module):
+    """(s, t) from the masked input: ``depth`` hidden layers (Linear for vectors, 3x3 Conv2d
+    for images) and a zero-initialised last layer, so every coupling starts as the identity."""
 
-    def __init__(self, dim: int, hidden: int, depth: int) -> None:
+    def __init__(self, channels: int, hidden: int, depth: int, image: bool) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
-        last = nn.Linear(width, 2 * dim)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.net = nn.Sequential(*layers, last)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, t = self.net(x).chunk(2, dim=1)
-        return s, t
+        def layer(n_in: int, n_out: int) -> nn.Module:
+            return nn.Conv2d(n_in, n_out, 3, padding=1) if image else nn.Linear(n_in, n_out)
 
-
-class _ConvConditioner(nn.Module):
-    """(s, t) from the masked image: 3x3 convolutions, the last one zero (identity init)."""
-
-    def __init__(self, channels: int, hidden: int, depth: int) -> None:
-        super().__init__()
         layers: list[nn.Module] = []
         width = channels
         for _ in range(depth):
-            layers += [nn.Conv2d(width, hidden, 3, padding=1), nn.SiLU()]
+            layers += [layer(width, hidden), nn.SiLU()]
             width = hidden
-        last = nn.Conv2d(width, 2 * channels, 3, padding=1)
+        last = layer(width, 2 * channels)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.net = nn.Sequential(*layers, last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, t = self.net(x).chunk(2, dim=1)
+        s, t = self.net(x).chunk(2, dim=1)  # split along features / channels
         return s, t
 
 
@@ -139,11 +124,15 @@ class RealNVP(nn.Module):
             if dim < 2:
                 raise ValueError("RealNVP needs at least 2 dimensions to couple")
             masks = _vector_masks(dim, n_layers)
-            self.layers = nn.ModuleList(AffineCoupling(m, _MLPConditioner(dim, hidden, depth)) for m in masks)
+            self.layers = nn.ModuleList(
+                AffineCoupling(m, _Conditioner(dim, hidden, depth, image=False)) for m in masks
+            )
         elif len(self.data_shape) == 3:
             c = self.data_shape[0]
             masks = _image_masks(self.data_shape, n_layers)  # type: ignore[arg-type]
-            self.layers = nn.ModuleList(AffineCoupling(m, _ConvConditioner(c, hidden, depth)) for m in masks)
+            self.layers = nn.ModuleList(
+                AffineCoupling(m, _Conditioner(c, hidden, depth, image=True)) for m in masks
+            )
         else:
             raise ValueError(f"data_shape must be (D,) or (C, H, W), got {self.data_shape}")
         self.source = GaussianSource(1.0)
