@@ -264,6 +264,13 @@ def test_ddpm_log_prob_refuses_a_visible_t0() -> None:
     from genlab.networks import MLPConfig, TimeMLP
 
     model = DDPM(TimeMLP(MLPConfig(dim=2, width=8, depth=1)), (2,), num_steps=100)
-    with pytest.raises(ValueError, match="alpha_0"):
+    with pytest.raises(ValueError, match="alpha_0 / sigma_0"):
         model.log_prob(torch.zeros(2, 2))
     assert model.t_end() == pytest.approx(0.99)
+    from genlab.models import Diffusion
+    from genlab.paths.sde import VESDE
+
+    net = TimeMLP(MLPConfig(dim=2, width=8, depth=1))
+    assert Diffusion(net, (2,), VESDE(0.01, 50.0)).log_prob(torch.zeros(2, 2), steps=2).log_prob.shape == (2,)
+    with pytest.raises(ValueError, match="larger sigma_max"):  # 1 / 10 > 0.05
+        Diffusion(net, (2,), VESDE(0.01, 10.0)).log_prob(torch.zeros(2, 2), steps=2)

@@ -38,7 +38,8 @@ Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tenso
 #: paths whose sigma_1 is below this end sampling / start log-probs at 1 - SAMPLE_T_EPS when
 #: the network does not predict the velocity itself
 SIGMA_END_MIN = 1e-3
-#: largest alpha_0 for which N(0, sigma_0^2 I) is accepted as p_0 in log-prob computations
+#: largest alpha_0 / sigma_0 for which N(0, sigma_0^2 I) is accepted as p_0 in log-prob
+#: computations (VP 0.0066; VE 1 / sigma_max, so sigma_max >= 20; DDPM with T = 100: 0.75)
 ALPHA0_MAX_FOR_LOG_PROB = 0.05
 Solution = ODESolution | SDESolution
 
@@ -142,14 +143,16 @@ class GaussianPathModel(nn.Module):
         """log p(x) in nats of the model's probability-flow ODE (instantaneous change of
         variables from ``t_end()`` back to t = 0, where the source N(0, sigma_0^2 I) is).
 
-        Refused when alpha_0 is not small: p_0 is then not the source distribution.
+        Refused when alpha_0 / sigma_0 is not small: p_0 is then not the source distribution.
         """
         self._check_data(x)
-        alpha0 = float(self.path.schedule.values(torch.zeros((), dtype=torch.float64)).alpha)
-        if alpha0 > ALPHA0_MAX_FOR_LOG_PROB:
+        v0 = self.path.schedule.values(torch.zeros((), dtype=torch.float64))
+        ratio = float(v0.alpha / v0.sigma)  # the data's weight against the noise's at t = 0
+        if ratio > ALPHA0_MAX_FOR_LOG_PROB:
             raise ValueError(
-                f"log p needs p_0 = N(0, sigma_0^2 I), but alpha_0 = {alpha0:.3g} on this path "
-                "(the data still show at t = 0); use more diffusion steps or a path with alpha_0 ~ 0"
+                f"log p needs p_0 = N(0, sigma_0^2 I), but alpha_0 / sigma_0 = {ratio:.3g} on this path "
+                "(the data still show at t = 0); use more diffusion steps, a larger sigma_max, "
+                "or a path with alpha_0 ~ 0"
             )
 
         def velocity(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
