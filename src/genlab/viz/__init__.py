@@ -5,15 +5,9 @@ lazily (``import genlab.viz`` does not import it) and used without ``pyplot``, s
 left open and no backend or ``rcParams`` setting is changed.
 """
 
-from genlab.viz.figures import (
-    animate_path,
-    plot_image_grid,
-    plot_loss_curve,
-    plot_samples_vs_data,
-    plot_samples_vs_data_images,
-    plot_trajectories,
-    plot_vector_field,
-)
+from genlab.viz.flow import animate_path, plot_trajectories, plot_vector_field
+from genlab.viz.loss import plot_loss_curve
+from genlab.viz.samples import plot_image_grid, plot_samples_vs_data, plot_samples_vs_data_images
 
 __all__ = [
     "animate_path",
