@@ -7,6 +7,7 @@ MNIST / CIFAR-10 / tables are read from files the user points to.
 """
 
 from genlab.data.images import ImageDataset, load_cifar10, load_digits, load_mnist
+from genlab.data.mixture import GaussianMixture
 from genlab.data.tabular import ArrayDataset, load_array
 from genlab.data.toy2d import (
     TOY_DATASETS,
@@ -14,7 +15,6 @@ from genlab.data.toy2d import (
     Circles,
     Dataset,
     EightGaussians,
-    GaussianMixture,
     Moons,
     Pinwheel,
     Rings,

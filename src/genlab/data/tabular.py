@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from genlab._validate import check_tensor
-from genlab.data.toy2d import _check_float_dtype, _check_generator, _check_n, _device_of
+from genlab.data._checks import _check_float_dtype, _check_generator, _check_n, _device_of
 
 __all__ = ["ArrayDataset", "load_array"]
 

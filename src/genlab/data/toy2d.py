@@ -1,4 +1,4 @@
-"""Two-dimensional toy distributions and an exact Gaussian mixture in any dimension.
+"""Two-dimensional toy distributions, one ``sample`` interface, and the toy registry.
 
 Every data set here has the same small interface (the :class:`Dataset` protocol)::
 
@@ -14,8 +14,8 @@ the same points up to rounding. ``generator=None`` uses torch's global default g
 
 The default parameters put (almost) all points inside [-4, 4]^2 with coordinates of
 standard deviation of order 1, so one network and one learning rate fit every toy.
-:class:`GaussianMixture` additionally has the exact density, score, mean and covariance,
-which makes it the reference distribution for likelihood and sampler tests.
+:class:`~genlab.data.mixture.GaussianMixture` (registered as ``gmm``) additionally has the
+exact density, score, mean and covariance.
 
 >>> g = torch.Generator().manual_seed(0)
 >>> make_toy("moons").sample(5, generator=g).shape
@@ -26,15 +26,27 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
-from genlab._validate import check_finite, check_positive, check_tensor, choose
+from genlab._validate import choose
+from genlab.data._checks import (
+    _check_count,
+    _check_float_dtype,
+    _check_generator,
+    _check_n,
+    _check_nonnegative,
+    _device_of,
+    _positive,
+    _rand,
+    _randint,
+    _randn,
+)
+from genlab.data.mixture import GaussianMixture
 
 __all__ = [
     "Dataset",
@@ -46,7 +58,6 @@ __all__ = [
     "TwoSpirals",
     "Pinwheel",
     "Rings",
-    "GaussianMixture",
     "TOY_DATASETS",
     "make_toy",
 ]
@@ -84,61 +95,6 @@ class Dataset(Protocol):
 
 
 # --------------------------------------------------------------------------------------
-# argument checks shared by every ``sample`` in genlab.data
-# --------------------------------------------------------------------------------------
-
-
-def _check_n(n: Any, name: str = "n") -> int:
-    """Require a strictly positive Python/numpy integer (not a bool, not a float)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) <= 0:
-        raise ValueError(f"{name} must be a positive int, got {n!r}")
-    return int(n)
-
-
-def _check_generator(generator: Any, name: str = "generator") -> torch.Generator | None:
-    """Require ``None`` or a ``torch.Generator``."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(
-            f"{name} must be a torch.Generator or None, got {type(generator).__name__}; "
-            "create one with torch.Generator().manual_seed(seed)"
-        )
-    return generator
-
-
-def _check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
-    """Require a floating-point ``torch.dtype``."""
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"{name} must be a floating torch.dtype such as torch.float32, got {dtype!r}")
-    return dtype
-
-
-def _device_of(generator: torch.Generator | None) -> torch.device:
-    """Samples are drawn on the generator's device (CPU for the global generator)."""
-    return generator.device if generator is not None else torch.device("cpu")
-
-
-def _check_nonnegative(value: Any, name: str) -> float:
-    """Require a finite number >= 0 (a noise level may be zero)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _check_count(value: Any, name: str, minimum: int = 1) -> int:
-    """Require an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _positive(value: Any, name: str) -> float:
-    """check_positive plus finiteness and no bools."""
-    if isinstance(value, bool) or (isinstance(value, float) and math.isinf(value)):
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return check_positive(value, name)
-
-
-# --------------------------------------------------------------------------------------
 # the 2-D toys
 # --------------------------------------------------------------------------------------
 
@@ -165,21 +121,6 @@ class _Toy2D(ABC):
     @abstractmethod
     def _draw(self, n: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
         """Return (n, 2) float64 points (arguments already validated)."""
-
-
-def _rand(n: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """(n,) uniform on [0, 1), float64."""
-    return torch.rand(n, generator=g, dtype=torch.float64, device=device)
-
-
-def _randn(shape: Sequence[int], g: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard normal of the given shape, float64."""
-    return torch.randn(*shape, generator=g, dtype=torch.float64, device=device)
-
-
-def _randint(high: int, n: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """(n,) integers uniform on {0, ..., high - 1}, int64."""
-    return torch.randint(0, high, (n,), generator=g, device=device)
 
 
 def _polar(r: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -420,158 +361,6 @@ class Rings(_Toy2D):
         r = self.max_radius * (j + 1.0) / self.num_rings  # (n,)
         phi = 2.0 * math.pi * _rand(n, g, device)  # (n,)
         return _polar(r, phi) + self.noise * _randn((n, 2), g, device)
-
-
-# --------------------------------------------------------------------------------------
-# Gaussian mixture in any dimension, with closed forms
-# --------------------------------------------------------------------------------------
-
-
-def _as_float64(value: Any, name: str) -> torch.Tensor:
-    """Convert array-likes to a float64 CPU tensor, with a ValueError naming ``name``."""
-    try:
-        t = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{name} must be numeric (a tensor, array or nested list): {err}") from err
-    return check_finite(t, name)
-
-
-class GaussianMixture:
-    """Mixture of K axis-aligned Gaussians in R^D with exact density, score and moments.
-
-    p(x) = sum_k w_k N(x; mu_k, diag(s_k^2)),   mu_k in R^D,  s_k in R^D_{>0},  sum_k w_k = 1.
-
-    Args:
-        means: (K, D) component means mu_k.
-        stds: per-component standard deviations: a number (shared, isotropic), (K,)
-            (isotropic per component) or (K, D) (diagonal).
-        weights: (K,) non-negative mixture weights, normalised to sum to one;
-            ``None`` means uniform.
-
-    Parameters are kept in float64 on the CPU (``means``, ``stds`` expanded to (K, D),
-    ``weights`` normalised); methods move them to the input's dtype and device.
-    """
-
-    name: str = "gmm"
-
-    def __init__(
-        self,
-        means: Any,
-        stds: Any,
-        weights: Any | None = None,
-    ) -> None:
-        mu = _as_float64(means, "means")
-        if mu.dim() != 2 or mu.shape[0] < 1 or mu.shape[1] < 1:
-            raise ValueError(f"means must have shape (K, D) with K, D >= 1, got {tuple(mu.shape)}")
-        k, d = mu.shape
-
-        s = _as_float64(stds, "stds")
-        if s.dim() == 0:
-            s = s.expand(k, d)
-        elif s.shape == (k,):
-            s = s[:, None].expand(k, d)
-        elif s.shape != (k, d):
-            raise ValueError(
-                f"stds must be a number, shape (K,) = ({k},) or (K, D) = ({k}, {d}); got {tuple(s.shape)}"
-            )
-        if bool((s <= 0).any()):
-            raise ValueError(f"stds must be > 0, got minimum {float(s.min()):.4g}")
-
-        if weights is None:
-            w = torch.full((k,), 1.0 / k, dtype=torch.float64)
-        else:
-            w = _as_float64(weights, "weights")
-            if w.shape != (k,):
-                raise ValueError(
-                    f"weights must have shape (K,) = ({k},) to match means, got {tuple(w.shape)}"
-                )
-            if bool((w < 0).any()) or not float(w.sum()) > 0:
-                raise ValueError("weights must be >= 0 with a positive sum")
-            w = w / w.sum()
-
-        self.means = mu.contiguous()  # (K, D)
-        self.stds = s.contiguous()  # (K, D)
-        self.weights = w  # (K,), sums to 1
-        self.dim = int(d)
-
-    @property
-    def num_components(self) -> int:
-        """K, the number of components."""
-        return int(self.means.shape[0])
-
-    def __repr__(self) -> str:
-        return f"GaussianMixture(K={self.num_components}, D={self.dim})"
-
-    # -- sampling ---------------------------------------------------------------------
-
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> torch.Tensor:
-        """Draw ``n`` points, (n, D): k ~ Categorical(w) by inverse CDF, x = mu_k + s_k * eps."""
-        n = _check_n(n)
-        generator = _check_generator(generator)
-        dtype = _check_float_dtype(dtype)
-        device = _device_of(generator)
-        u = _rand(n, generator, device)  # (n,)
-        cdf = torch.cumsum(self.weights, 0).to(device)  # (K,)
-        k = torch.searchsorted(cdf, u, right=True).clamp_(max=self.num_components - 1)  # (n,)
-        eps = _randn((n, self.dim), generator, device)  # (n, D)
-        x = self.means.to(device)[k] + self.stds.to(device)[k] * eps
-        return x.to(dtype)
-
-    # -- density ----------------------------------------------------------------------
-
-    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x")
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (B, D) = (B, {self.dim}), got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
-        return x
-
-    def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, K): log w_k + log N(x; mu_k, diag(s_k^2))."""
-        mu = self.means.to(x)  # (K, D)
-        s = self.stds.to(x)  # (K, D)
-        z = (x[:, None, :] - mu[None]) / s[None]  # (B, K, D)
-        log_norm = -torch.log(s).sum(-1) - 0.5 * self.dim * _LOG_2PI  # (K,)
-        return torch.log(self.weights.to(x))[None] + log_norm[None] - 0.5 * (z * z).sum(-1)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log-density, (B, D) -> (B,), computed in x's dtype.
-
-        log p(x) = logsumexp_k [ log w_k - 1/2 sum_d ((x_d - mu_kd) / s_kd)^2
-                                 - sum_d log s_kd - (D/2) log(2 pi) ].
-        """
-        x = self._check_x(x)
-        return torch.logsumexp(self._component_log_probs(x), dim=1)
-
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact score grad_x log p(x), (B, D) -> (B, D).
-
-        grad log p(x) = sum_k r_k(x) (mu_k - x) / s_k^2, r_k = softmax_k(log w_k N_k(x)).
-        """
-        x = self._check_x(x)
-        r = torch.softmax(self._component_log_probs(x), dim=1)  # (B, K) responsibilities
-        mu, var = self.means.to(x), self.stds.to(x) ** 2  # (K, D)
-        return (r[:, :, None] * (mu[None] - x[:, None, :]) / var[None]).sum(1)
-
-    # -- moments ----------------------------------------------------------------------
-
-    def mean(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """E[x] = sum_k w_k mu_k, shape (D,)."""
-        return (self.weights @ self.means).to(_check_float_dtype(dtype))
-
-    def covariance(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Cov[x] = sum_k w_k (diag(s_k^2) + mu_k mu_k^T) - m m^T, m = E[x]; shape (D, D)."""
-        w, mu = self.weights, self.means
-        m = w @ mu  # (D,)
-        second = torch.diag(w @ self.stds**2) + mu.T @ (w[:, None] * mu)  # (D, D)
-        cov = second - torch.outer(m, m)
-        return (0.5 * (cov + cov.T)).to(_check_float_dtype(dtype))
 
 
 # --------------------------------------------------------------------------------------
