@@ -21,12 +21,8 @@ from genlab.builders import IMAGE_LEVELS, build_dataset, build_model, data_shape
 from genlab.config import Config, ConfigError, SampleConfig, build_config, load_config
 from genlab.data.images import ImageDataset
 from genlab.models.base import Solution
-from genlab.training.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
-    list_checkpoints,
-    load_checkpoint,
-)
+from genlab.training.atomic import atomic_write_json, atomic_write_text
+from genlab.training.checkpoint import list_checkpoints, load_checkpoint
 from genlab.training.ema import EMA
 from genlab.training.trainer import Trainer, TrainResult
 

@@ -1,18 +1,16 @@
 """Training infrastructure: checkpoints (safetensors, never unpickled) and TensorBoard logs."""
 
+from genlab.training.atomic import atomic_write_json, atomic_write_text
 from genlab.training.checkpoint import (
     CHECKPOINT_DIRNAME,
     FORMAT_VERSION,
     Checkpoint,
-    atomic_write_json,
-    atomic_write_text,
     list_checkpoints,
     load_checkpoint,
-    optimizer_state_from_tensors,
-    optimizer_state_to_tensors,
     save_checkpoint,
 )
 from genlab.training.ema import EMA
+from genlab.training.optim_state import optimizer_state_from_tensors, optimizer_state_to_tensors
 from genlab.training.tensorboard import (
     FILE_VERSION,
     EventWriter,

@@ -23,13 +23,9 @@ import torch
 from torch import nn
 
 from genlab.config import TrainConfig
-from genlab.training.checkpoint import (
-    load_checkpoint,
-    optimizer_state_from_tensors,
-    optimizer_state_to_tensors,
-    save_checkpoint,
-)
+from genlab.training.checkpoint import load_checkpoint, save_checkpoint
 from genlab.training.ema import EMA
+from genlab.training.optim_state import optimizer_state_from_tensors, optimizer_state_to_tensors
 from genlab.training.tensorboard import EventWriter
 
 BatchSampler = Callable[[int, torch.Generator], Any]
