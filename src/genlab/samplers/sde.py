@@ -43,28 +43,29 @@ def _tau(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return flip_time(batch_time(t, x))
 
 
-def reverse_sde_drift(
-    sde: ForwardSDE, field: PredictionField
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+TauDrift = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, tau, score)
+Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (t, x) for the solvers
+
+
+def _in_flow_time(drift: TauDrift, field: PredictionField) -> Field:
+    """A drift written in tau (dtau < 0 towards the data) as a field forwards in t = 1 - tau:
+    dx/dt = -drift(x, tau, s(x, t)), with the model's score s."""
+
+    def f(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        tb = batch_time(t, x)
+        return -drift(x, flip_time(tb), field.score(x, tb))
+
+    return f
+
+
+def reverse_sde_drift(sde: ForwardSDE, field: PredictionField) -> Field:
     """b(t, x) = -f(x, tau) + g(tau)^2 s(x, t)."""
-
-    def drift(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        tb = batch_time(t, x)
-        return -sde.reverse_drift(x, flip_time(tb), field.score(x, tb))
-
-    return drift
+    return _in_flow_time(sde.reverse_drift, field)
 
 
-def pf_ode_velocity(
-    sde: ForwardSDE, field: PredictionField
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def pf_ode_velocity(sde: ForwardSDE, field: PredictionField) -> Field:
     """v(t, x) = -f(x, tau) + g(tau)^2 s(x, t) / 2 (the probability-flow ODE in t)."""
-
-    def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        tb = batch_time(t, x)
-        return -sde.pf_ode_drift(x, flip_time(tb), field.score(x, tb))
-
-    return velocity
+    return _in_flow_time(sde.pf_ode_drift, field)
 
 
 def sample_reverse_sde(
