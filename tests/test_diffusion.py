@@ -10,9 +10,9 @@ from scipy import stats
 
 from genlab.models.diffusion import DDPM, Diffusion
 from genlab.networks import MLPConfig, TimeMLP
-from genlab.paths import DDPMSchedule, EmpiricalMarginal, GaussianMarginal, GaussianPath
+from genlab.paths import DDPMSchedule, EmpiricalMarginal, GaussianMarginal, GaussianPath, VPSchedule
 from genlab.paths.sde import VESDE, VPSDE, SDESchedule, SubVPSDE
-from genlab.samplers.ddim import ddim, ddpm_ancestral, ddpm_grid, dpm_solver_pp
+from genlab.samplers.ddim import ddim, ddpm_ancestral, ddpm_grid, dpm_solver_pp, logsnr_grid
 from genlab.samplers.field import PredictionField
 from genlab.samplers.langevin import langevin
 from genlab.samplers.sde import (
@@ -339,3 +339,13 @@ def test_user_grids_are_used() -> None:
     for sampler in ("ode", "em", "extension"):
         sol = model.sample(4, "euler", grid, torch.Generator().manual_seed(0), sampler=sampler)
         torch.testing.assert_close(sol.times.double(), grid.times)
+
+
+@pytest.mark.parametrize("schedule", [VPSchedule(), DDPMSchedule()])
+def test_logsnr_grid_is_uniform_in_lambda(schedule) -> None:
+    """lambda = log(alpha / sigma) at the grid's times is evenly spaced (bisection to 1e-9)."""
+    grid = logsnr_grid(schedule, 10, 0.0, 1 - 1e-3)
+    v = schedule.values(grid.times)
+    lam = torch.log(v.alpha) - torch.log(v.sigma)
+    steps = lam[1:] - lam[:-1]
+    torch.testing.assert_close(steps, torch.full_like(steps, float(steps.mean())), atol=1e-7, rtol=0)

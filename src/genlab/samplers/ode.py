@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from genlab._validate import check_callable
+from genlab.samplers.field import batch_time
 from genlab.solvers import ODESolution, ODESolver, TimeGrid, as_grid, integrate
 from genlab.solvers.ode import VectorField
 
@@ -23,8 +24,7 @@ def velocity_field(model: VelocityModel, y: torch.Tensor | None = None) -> Vecto
     check_callable(model, "model")
 
     def f(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # adaptive solvers may step past the grid's end by round-off (t = 1 + 2e-16)
-        tb = t.to(x.dtype).clamp(0.0, 1.0).expand(x.shape[0])  # (B,)
+        tb = batch_time(t, x)  # clamped: adaptive solvers may overshoot t = 1 by round-off
         return model(x, tb) if y is None else model(x, tb, y)
 
     return f
