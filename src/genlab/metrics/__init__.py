@@ -4,7 +4,9 @@
   ``frechet_distance`` / ``gaussian_stats``, the ``SAMPLE_METRICS`` registry,
   ``compute_metrics`` and ``metric_floor`` (the score of a perfect model at sample size n);
 - :mod:`genlab.metrics.digits_classifier`: a deterministic CNN trained on the 8x8 digits,
-  cached as safetensors, and the Frechet distance in its feature space (an FID for digits).
+  cached as safetensors, and the Frechet distance in its feature space (an FID for digits);
+- :mod:`genlab.metrics.straightness`: how straight a flow's paths are (rectified-flow
+  straightness, path energy, normalised path energy), for comparing couplings.
 """
 
 from genlab.metrics.digits_classifier import (
@@ -27,8 +29,12 @@ from genlab.metrics.distances import (
     mmd,
     wasserstein2,
 )
+from genlab.metrics.straightness import normalized_path_energy, path_energy, straightness
 
 __all__ = [
+    "normalized_path_energy",
+    "path_energy",
+    "straightness",
     "wasserstein2",
     "mmd",
     "frechet_distance",

@@ -27,6 +27,7 @@ from genlab.likelihood import LogProbResult, log_prob_ode
 from genlab.paths import GaussianPath, GaussianSource, Prediction
 from genlab.samplers.ddim import ddim, dpm_solver_pp
 from genlab.samplers.field import PredictionField
+from genlab.samplers.guidance import GuidedNet, check_labels, drop_labels
 from genlab.samplers.ode import sample_ode
 from genlab.samplers.sde import SAMPLE_T_EPS, sample_extension
 from genlab.solvers import ODESolution, ODESolver, TimeGrid
@@ -68,6 +69,7 @@ class SampleRequest:
     y: torch.Tensor | None  # labels for class-conditional networks
     return_trajectory: bool  # keep the states on the grid where the sampler can
     options: dict[str, Any] = field(default_factory=dict)  # sampler-specific settings
+    guidance: float | None = None  # classifier-free guidance scale w (None: plain v(x | y))
 
 
 class GaussianPathModel(nn.Module):
@@ -82,12 +84,17 @@ class GaussianPathModel(nn.Module):
         data_shape: Sequence[int],
         path: GaussianPath,
         prediction: str | Prediction,
+        label_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = net
         self.data_shape = tuple(int(d) for d in data_shape)
         self.path = path
         self.prediction = Prediction.parse(prediction)
+        if not isinstance(label_dropout, (int, float)) or not 0.0 <= label_dropout < 1.0:
+            raise ValueError(f"label_dropout must lie in [0, 1), got {label_dropout!r}")
+        #: probability eta of training with the "no label" token (classifier-free guidance)
+        self.label_dropout = float(label_dropout)
         # Sampling starts from p_0 = N(0, sigma_0^2 I): sigma_0 = 1 except for VE paths.
         self.source = GaussianSource(self.path.schedule.source_std())
 
@@ -95,9 +102,16 @@ class GaussianPathModel(nn.Module):
     def _net(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.net(x, t) if y is None else self.net(x, t, y)
 
-    def field(self, y: torch.Tensor | None = None) -> PredictionField:
-        """The network as a PredictionField on this model's path."""
-        return PredictionField(self.path, self.net, self.prediction, y)
+    def _train_labels(self, y: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor | None:
+        """Labels as the network sees them in training: dropped to "no label" w.p. eta."""
+        return None if y is None else drop_labels(y, self.label_dropout, generator)
+
+    def field(self, y: torch.Tensor | None = None, guidance: float | None = None) -> PredictionField:
+        """The network as a PredictionField on this model's path; with ``guidance`` w the
+        classifier-free guided network (1 - w) net(x, t) + w net(x, t, y)."""
+        if guidance is None:
+            return PredictionField(self.path, self.net, self.prediction, y)
+        return PredictionField(self.path, GuidedNet(self.net, y, guidance), self.prediction)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The learned marginal velocity (probability-flow drift in t), shape like x."""
@@ -146,6 +160,8 @@ class GaussianPathModel(nn.Module):
         Refused when alpha_0 / sigma_0 is not small: p_0 is then not the source distribution.
         """
         self._check_data(x)
+        if not getattr(self.source, "gaussian", False):
+            raise ValueError(f"log p needs a Gaussian source; this model starts from {self.source!r}")
         v0 = self.path.schedule.values(torch.zeros((), dtype=torch.float64))
         ratio = float(v0.alpha / v0.sigma)  # the data's weight against the noise's at t = 0
         if ratio > ALPHA0_MAX_FOR_LOG_PROB:
@@ -191,6 +207,7 @@ class GaussianPathModel(nn.Module):
         return_trajectory: bool = False,
         x0: torch.Tensor | None = None,
         sampler: str = "ode",
+        guidance: float | None = None,
         **options: Any,
     ) -> Solution:
         """Draw n samples, from the source at t = 0 to the data at t = 1.
@@ -204,6 +221,8 @@ class GaussianPathModel(nn.Module):
             return_trajectory: keep the states on the grid (ode, extension, em).
             x0: start from these source samples instead of drawing them.
             sampler: one of ``self.SAMPLERS``.
+            guidance: classifier-free guidance scale w >= 0 (needs ``y`` and a network
+                trained with label dropout): (1 - w) v(x) + w v(x | y).
             options: sampler options (``eta`` for ddim, ``noise`` for extension, ``snr`` and
                 ``n_corrector`` for pc, solver tolerances for dopri5, ...).
 
@@ -221,25 +240,36 @@ class GaussianPathModel(nn.Module):
                 raise ValueError(f"steps must be a positive integer, got {grid}")
             grid = self.default_grid(grid)
         grid = as_grid(grid)
+        y = check_labels(self.net, y, n)
+        if guidance is not None and y is None:
+            raise ValueError("guidance needs labels y (the class of each sample)")
         param = next(self.parameters(), None)
         dtype = param.dtype if param is not None else torch.float32
         device = param.device if param is not None else None
         if x0 is None:
-            x0 = self.source.sample((n, *self.data_shape), generator, dtype, device)
+            x0 = self._source_samples(n, generator, dtype, device)
+        elif tuple(x0.shape) != (n, *self.data_shape):
+            raise ValueError(f"x0 must have shape {(n, *self.data_shape)}, got {tuple(x0.shape)}")
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                req = SampleRequest(x0, grid, solver, generator, y, return_trajectory, options)
+                req = SampleRequest(x0, grid, solver, generator, y, return_trajectory, options, guidance)
                 return self._dispatch(sampler, req)
         finally:
             self.train(was_training)
 
+    def _source_samples(
+        self, n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | None
+    ) -> torch.Tensor:
+        """n draws from the source p_0, (n, *D)."""
+        return self.source.sample((n, *self.data_shape), generator, dtype, device)
+
     def _dispatch(self, sampler: str, req: SampleRequest) -> Solution:
         """Run ``sampler``; subclasses handle their own samplers and defer to this one."""
         x0, grid, solver, generator, options = req.x0, req.grid, req.solver, req.generator, req.options
-        y, return_trajectory = req.y, req.return_trajectory
-        pf = self.field(y)
+        return_trajectory = req.return_trajectory
+        pf = self.field(req.y, req.guidance)
         if sampler == "ode":
             return sample_ode(pf, x0, solver, grid, None, return_trajectory, **options)
         if sampler == "extension":

@@ -44,6 +44,7 @@ class Diffusion(GaussianPathModel):
         sde: the forward SDE (VESDE, VPSDE, SubVPSDE).
         prediction: network output: x0 (noise, default), score, x1 (data) or velocity.
         weighting: lambda(t): sigma2, likelihood or none.
+        label_dropout: probability of training with the "no label" token (guidance).
     """
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ("ode", "em", "pc", "ald", "extension", "ddim", "dpm")
@@ -55,10 +56,11 @@ class Diffusion(GaussianPathModel):
         sde: ForwardSDE,
         prediction: str | Prediction = Prediction.NOISE,
         weighting: str = "sigma2",
+        label_dropout: float = 0.0,
     ) -> None:
         if not isinstance(sde, ForwardSDE):
             raise ValueError(f"sde must be a ForwardSDE (make_sde('vp')), got {type(sde).__name__}")
-        super().__init__(net, data_shape, GaussianPath(SDESchedule(sde)), prediction)
+        super().__init__(net, data_shape, GaussianPath(SDESchedule(sde)), prediction, label_dropout)
         if weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
         self.sde, self.weighting = sde, weighting
@@ -82,6 +84,7 @@ class Diffusion(GaussianPathModel):
             x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device
         )
         ps = self.path.interpolate(x0, x1, t)
+        y = self._train_labels(y, generator)
         noise_hat = self.path.convert(self._net(ps.xt, t, y), ps.xt, t, self.prediction, Prediction.NOISE)
         per_sample = ((noise_hat - x0) ** 2).flatten(1).mean(1)  # (B,)
         return {"loss": (self.weight(t) * per_sample).mean()}
@@ -92,7 +95,7 @@ class Diffusion(GaussianPathModel):
 
     def _dispatch(self, sampler: str, req: SampleRequest) -> Solution:
         x0, grid, generator, options = req.x0, req.grid, req.generator, req.options
-        field = self.field(req.y)
+        field = self.field(req.y, req.guidance)
         if sampler == "ode":  # the probability-flow ODE of the SDE
             keep = req.return_trajectory
             return sample_pf_ode(self.sde, field, x0, req.solver, grid, keep, **options)
@@ -122,6 +125,7 @@ class DDPM(GaussianPathModel):
         net: module called as net(x, t[, y]) with t = 1 - k / T.
         data_shape: shape of one sample.
         num_steps: T (default 1000); beta_start, beta_end: the linear beta range.
+        label_dropout: probability of training with the "no label" token (guidance).
     """
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ("ddpm", "ddim", "dpm", "ode", "extension")
@@ -133,9 +137,10 @@ class DDPM(GaussianPathModel):
         num_steps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
+        label_dropout: float = 0.0,
     ) -> None:
         self.schedule = DDPMSchedule(num_steps, beta_start, beta_end)
-        super().__init__(net, data_shape, GaussianPath(self.schedule), Prediction.NOISE)
+        super().__init__(net, data_shape, GaussianPath(self.schedule), Prediction.NOISE, label_dropout)
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """E_k E ||eps_theta(x_k, t_k) - eps||^2 with k ~ U{1..T} (Ho et al., Algorithm 1)."""
@@ -146,6 +151,7 @@ class DDPM(GaussianPathModel):
         eps = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
         t = self.schedule.time_of_step(k).to(x1.dtype)
         xt = self.path.interpolate(eps, x1, t).xt  # sqrt(ab_k) x1 + sqrt(1 - ab_k) eps
+        y = self._train_labels(y, generator)
         loss = ((self._net(xt, t, y) - eps) ** 2).flatten(1).mean(1).mean()
         return {"loss": loss}
 
@@ -162,5 +168,6 @@ class DDPM(GaussianPathModel):
         if sampler == "ddpm":  # always all T steps of the discrete chain; the grid is unused
             _pop(options)
             full = ddpm_grid(self.schedule, self.schedule.num_steps)
-            return _wrap(ddpm_ancestral(self.field(req.y), x0, generator), full, self.schedule.num_steps)
+            x = ddpm_ancestral(self.field(req.y, req.guidance), x0, generator)
+            return _wrap(x, full, self.schedule.num_steps)
         return super()._dispatch(sampler, req)

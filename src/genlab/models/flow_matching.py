@@ -8,6 +8,13 @@ with t ~ U[0, 1 - T_END_GAP] (the gap keeps singular schedules finite), whose gr
 equals that of the (intractable) marginal loss against u_t(x). The network may instead
 predict x_0 or x_1 (``prediction``); the target changes accordingly and sampling converts
 the output to a velocity through :meth:`GaussianPath.convert`.
+
+The coupling decides where x_0 comes from: independent Gaussian noise, the same noise
+re-paired by minibatch optimal transport (OT-CFM), the entropic plan with the Brownian-bridge
+path (SB-CFM), another data set (a :class:`~genlab.paths.DataSource`), a corrupted copy of
+x_1 (data couplings: inpainting, super-resolution, denoising), or given pairs (a dict batch
+with key ``x0``, as reflow trains). Labels y condition the network; with ``label_dropout``
+eta > 0 the same network also learns the unconditional field, for classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -17,8 +24,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from genlab.models.base import Batch, GaussianPathModel, split_batch
-from genlab.paths import T_END_GAP, Coupling, GaussianPath, IndependentCoupling, Prediction
+from genlab.models.base import Batch, GaussianPathModel, SampleRequest, Solution, split_batch
+from genlab.paths import T_END_GAP, CoupledBatch, Coupling, GaussianPath, IndependentCoupling, Prediction
+from genlab.paths.bridge import BridgePath
+from genlab.paths.couplings import DataSource
+
+#: tolerance of the end-point conditions alpha_0 = sigma_1 = 0, alpha_1 = sigma_0 = 1 that a
+#: path must meet to carry a non-Gaussian source
+INTERPOLANT_TOL = 1e-6
 
 
 class FlowMatching(GaussianPathModel):
@@ -30,6 +43,7 @@ class FlowMatching(GaussianPathModel):
         path: Gaussian conditional path (default: linear).
         coupling: how x_0 is paired with x_1 (default: independent, x_0 ~ N(0, I)).
         prediction: what ``net`` outputs: "velocity", "x0" or "x1".
+        label_dropout: probability eta of replacing a label by "no label" in training.
     """
 
     def __init__(
@@ -39,9 +53,19 @@ class FlowMatching(GaussianPathModel):
         path: GaussianPath | None = None,
         coupling: Coupling | None = None,
         prediction: str | Prediction = Prediction.VELOCITY,
+        label_dropout: float = 0.0,
     ) -> None:
-        super().__init__(net, data_shape, path if path is not None else GaussianPath("linear"), prediction)
+        path = path if path is not None else GaussianPath("linear")
+        super().__init__(net, data_shape, path, prediction, label_dropout)
         self.coupling = coupling if coupling is not None else IndependentCoupling()
+        if not isinstance(self.coupling, Coupling):
+            raise ValueError(f"coupling must be a Coupling, got {type(self.coupling).__name__}")
+        if not self.coupling.gaussian_source:
+            _check_interpolant(path, self.coupling)
+            if isinstance(self.coupling.source, DataSource):
+                self.source = self.coupling.source  # sampling starts from the other data set
+        if isinstance(path, BridgePath) and self.prediction != Prediction.VELOCITY:
+            raise ValueError("the bridge path (SB-CFM) trains a velocity network; use prediction='velocity'")
         if self.prediction == Prediction.SCORE:
             raise ValueError("prediction='score' is for diffusion models; use velocity, x0 or x1")
         alpha0 = float(self.path.schedule.values(torch.zeros((), dtype=torch.float64)).alpha)
@@ -56,14 +80,58 @@ class FlowMatching(GaussianPathModel):
         """Conditional flow matching loss on one batch; returns {"loss": scalar}."""
         x1, y = split_batch(batch)
         self._check_data(x1)  # the one validation of this step; the calls below trust it
-        pair = self.coupling.pair(x1, generator, y)
+        if isinstance(batch, dict) and "x0" in batch:  # given pairs (reflow)
+            x0 = batch["x0"]
+            if x0.shape != x1.shape:
+                raise ValueError(f"batch x0 has shape {tuple(x0.shape)} but x has {tuple(x1.shape)}")
+            pair = CoupledBatch(x0=x0, x1=x1, y=y)
+        else:
+            pair = self.coupling.pair(x1, generator, y)
         t = (1.0 - T_END_GAP) * torch.rand(x1.shape[0], generator=generator, dtype=x1.dtype, device=x1.device)
-        ps = self.path.interpolate(pair.x0, pair.x1, t)
+        ps = self.path.interpolate(pair.x0, pair.x1, t, generator)
         target = {
             Prediction.VELOCITY: ps.dxt,
             Prediction.NOISE: ps.x0,
             Prediction.DATA: ps.x1,
         }[self.prediction]
-        pred = self._net(ps.xt, t, pair.y)  # (B, *D)
+        pred = self._net(ps.xt, ps.t, self._train_labels(pair.y, generator))  # (B, *D)
         loss = ((pred - target) ** 2).flatten(1).mean(1).mean()
         return {"loss": loss}
+
+    @property
+    def starts_from_inputs(self) -> bool:
+        """Whether sampling needs x0 built from inputs (a data coupling: corrupted images)."""
+        return callable(getattr(self.coupling, "inputs", None))
+
+    def _dispatch(self, sampler: str, req: SampleRequest) -> Solution:
+        noise_free = not self.coupling.gaussian_source or isinstance(self.path, BridgePath)
+        if sampler != "ode" and noise_free:
+            raise ValueError(
+                f"sampler {sampler!r} assumes Gaussian noise on a Gaussian path at t = 0; this model "
+                f"({self.coupling!r} on {self.path!r}) samples with sampler='ode'"
+            )
+        return super()._dispatch(sampler, req)
+
+    def _source_samples(
+        self, n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | None
+    ) -> torch.Tensor:
+        if self.starts_from_inputs:
+            raise ValueError(
+                "this model maps corrupted inputs to data: pass x0=model.coupling.inputs(x1) for "
+                "held-out images x1"
+            )
+        return super()._source_samples(n, generator, dtype, device)
+
+
+def _check_interpolant(path: GaussianPath, coupling: Coupling) -> None:
+    """A non-Gaussian x_0 needs x_t to run from x_0 exactly to x_1: alpha_0 = sigma_1 = 0,
+    alpha_1 = sigma_0 = 1."""
+    ends = path.schedule.values(torch.tensor([0.0, 1.0], dtype=torch.float64))
+    a0, a1 = float(ends.alpha[0]), float(ends.alpha[1])
+    s0, s1 = float(ends.sigma[0]), float(ends.sigma[1])
+    if max(abs(a0), abs(s1), abs(a1 - 1.0), abs(s0 - 1.0)) > INTERPOLANT_TOL:
+        raise ValueError(
+            f"{coupling!r} gives a non-Gaussian x_0, but the {path.schedule.name} path needs Gaussian "
+            f"noise at t = 0 (alpha_0 = {a0:.3g}, sigma_0 = {s0:.3g}, alpha_1 = {a1:.3g}, "
+            f"sigma_1 = {s1:.3g}); use path linear, cosine or polynomial, whose x_t runs from x_0 to x_1"
+        )

@@ -1,9 +1,19 @@
 """Probability paths: schedules, Gaussian conditional paths, couplings, exact marginals."""
 
+from genlab.paths.bridge import BridgePath
+from genlab.paths.corruptions import (
+    CORRUPTIONS,
+    AdditiveNoise,
+    Corruption,
+    DataCoupling,
+    Inpaint,
+    SuperResolution,
+    make_corruption,
+)
 from genlab.paths.couplings import (
-    COUPLINGS,
     CoupledBatch,
     Coupling,
+    DataSource,
     GaussianSource,
     IndependentCoupling,
 )
@@ -15,6 +25,8 @@ from genlab.paths.gaussian import (
     Prediction,
 )
 from genlab.paths.marginal import EmpiricalMarginal, GaussianMarginal
+from genlab.paths.ot import OTCoupling, SchrodingerBridgeCoupling, assignment, ot_plan
+from genlab.paths.reflow import ReflowPairs, generate_pairs
 from genlab.paths.schedules import (
     SCHEDULES,
     CosineSchedule,
@@ -29,28 +41,51 @@ from genlab.paths.schedules import (
     make_schedule,
 )
 
+#: couplings by the name a config gives them (data couplings are named by their corruption)
+COUPLINGS: dict[str, type[Coupling]] = {
+    "independent": IndependentCoupling,
+    "ot": OTCoupling,
+    "sb": SchrodingerBridgeCoupling,
+    **{name: DataCoupling for name in CORRUPTIONS},
+}
+
 __all__ = [
+    "ReflowPairs",
+    "generate_pairs",
+    "CORRUPTIONS",
     "COUPLINGS",
     "DIVISION_GUARD",
     "SCHEDULES",
     "T_END_GAP",
+    "AdditiveNoise",
+    "assignment",
+    "BridgePath",
+    "Corruption",
     "CosineSchedule",
-    "DDPMSchedule",
     "CoupledBatch",
     "Coupling",
+    "DataCoupling",
+    "DataSource",
+    "DDPMSchedule",
     "EmpiricalMarginal",
     "GaussianMarginal",
     "GaussianPath",
     "GaussianSource",
     "IndependentCoupling",
+    "Inpaint",
     "LinearSchedule",
+    "make_corruption",
+    "make_schedule",
+    "ot_plan",
+    "OTCoupling",
     "OTSchedule",
     "PathSample",
     "PolynomialSchedule",
     "Prediction",
     "Schedule",
     "ScheduleValues",
+    "SchrodingerBridgeCoupling",
+    "SuperResolution",
     "VESchedule",
     "VPSchedule",
-    "make_schedule",
 ]

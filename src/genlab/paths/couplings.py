@@ -4,12 +4,16 @@ A coupling q(x_0, x_1) has the source and the data as marginals. Flow matching r
 the conditional velocity of pairs drawn from it; the independent coupling
 q = p_0 x p_1 is the basic case, and later couplings (minibatch optimal transport, data
 couplings such as inpainting) implement the same :class:`Coupling` interface.
+
+The source need not be Gaussian: a :class:`DataSource` draws x_0 from another data set
+(e.g. 8gaussians -> moons), on paths that interpolate between the two.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -27,6 +31,9 @@ class CoupledBatch:
 
 class GaussianSource:
     """The source N(0, std^2 I); ``std`` is 1 for flow matching, sigma_max for VE paths."""
+
+    #: Gaussian sources have a density and fit every path; see :class:`DataSource`
+    gaussian = True
 
     def __init__(self, std: float = 1.0) -> None:
         self.std = check_positive(std, "std")
@@ -53,11 +60,62 @@ class GaussianSource:
         return f"GaussianSource(std={self.std})"
 
 
+class DataSource:
+    """Samples of a data set as the source p_0 (flow matching between two distributions).
+
+    ``dataset`` is anything with ``sample(n, generator) -> (n, *D)`` (the 2D toys, image and
+    array data sets). A data source has no density and no noise interpretation: it needs a
+    path that interpolates, x_t = alpha_t x_1 + sigma_t x_0 with alpha_0 = sigma_1 = 0 and
+    alpha_1 = sigma_0 = 1 (linear, cosine, polynomial), and an ODE sampler.
+    """
+
+    gaussian = False
+
+    def __init__(self, dataset: Any, name: str | None = None) -> None:
+        if not callable(getattr(dataset, "sample", None)):
+            raise ValueError(
+                f"DataSource needs a data set with sample(n, generator), got {type(dataset).__name__}"
+            )
+        self.dataset, self.name = dataset, name or type(dataset).__name__
+
+    def sample(
+        self,
+        shape: tuple[int, ...] | torch.Size,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Draw shape[0] samples; their sample shape must be shape[1:]."""
+        x = self.dataset.sample(int(shape[0]), generator)
+        if isinstance(x, (tuple, list)):
+            x = x[0]
+        if tuple(x.shape[1:]) != tuple(shape[1:]):
+            raise ValueError(
+                f"source {self.name} gives samples of shape {tuple(x.shape[1:])} but the data have "
+                f"shape {tuple(shape[1:])}; source and data must live in the same space"
+            )
+        return x.to(dtype=dtype, device=device)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError(f"source {self.name} is a data set without a density; log p needs a Gaussian source")
+
+    def __repr__(self) -> str:
+        return f"DataSource({self.name})"
+
+
+Source = GaussianSource | DataSource
+
+
 class Coupling(ABC):
     """Pairs a data batch with source samples: ``coupling(x1, generator, y) -> CoupledBatch``."""
 
-    def __init__(self, source: GaussianSource | None = None) -> None:
+    def __init__(self, source: Source | None = None) -> None:
         self.source = source if source is not None else GaussianSource()
+
+    @property
+    def gaussian_source(self) -> bool:
+        """Whether x_0 is Gaussian noise (what VP / VE paths and score conversions assume)."""
+        return bool(getattr(self.source, "gaussian", False))
 
     def __call__(
         self,
@@ -86,6 +144,3 @@ class IndependentCoupling(Coupling):
     ) -> CoupledBatch:
         x0 = self.source.sample(x1.shape, generator, x1.dtype, x1.device)
         return CoupledBatch(x0=x0, x1=x1, y=y)
-
-
-COUPLINGS: dict[str, type[Coupling]] = {"independent": IndependentCoupling}

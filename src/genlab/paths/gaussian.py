@@ -116,10 +116,13 @@ class GaussianPath:
         check_finite(x1, "x1")
         return self.interpolate(x0, x1, check_batch_time(t, x1))
 
-    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> PathSample:
+    def interpolate(
+        self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+    ) -> PathSample:
         """:meth:`sample` without input checks, for training loops that validated already.
 
-        x0, x1 (B, *D) of one shape and dtype; t (B,) in [0, 1].
+        x0, x1 (B, *D) of one shape and dtype; t (B,) in [0, 1]. Given the pair, x_t is
+        deterministic here and ``generator`` is unused (the bridge path draws noise with it).
         """
         sv = self.schedule.values(t)
         alpha, sigma, d_alpha, d_sigma = (

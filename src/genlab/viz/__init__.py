@@ -5,12 +5,14 @@ lazily (``import genlab.viz`` does not import it) and used without ``pyplot``, s
 left open and no backend or ``rcParams`` setting is changed.
 """
 
+from genlab.viz.conditional import plot_conditional_samples
 from genlab.viz.flow import animate_path, plot_trajectories, plot_vector_field
 from genlab.viz.loss import plot_loss_curve
 from genlab.viz.samples import plot_image_grid, plot_samples_vs_data, plot_samples_vs_data_images
 
 __all__ = [
     "animate_path",
+    "plot_conditional_samples",
     "plot_image_grid",
     "plot_loss_curve",
     "plot_samples_vs_data",

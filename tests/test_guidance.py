@@ -1,0 +1,133 @@
+"""Classifier-free guidance: the guided field's limits and linearity, label dropout, the
+sampling plumbing through every model family, and the errors for misuse."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genlab.models import DDPM, Diffusion, FlowMatching
+from genlab.networks import MLPConfig, TimeMLP
+from genlab.paths import GaussianPath
+from genlab.paths.sde import make_sde
+from genlab.samplers.guidance import NULL_LABEL, GuidedNet, check_labels, drop_labels
+
+D64 = torch.float64
+
+
+def _net(classes: int | None = 3, seed: int = 0) -> TimeMLP:
+    torch.manual_seed(seed)
+    return TimeMLP(MLPConfig(dim=2, width=16, depth=2, num_classes=classes)).double()
+
+
+def _inputs(n: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 2, generator=g, dtype=D64)
+    t = torch.rand(n, generator=g, dtype=D64)
+    y = torch.randint(3, (n,), generator=g)
+    return x, t, y
+
+
+def test_guidance_one_is_conditional_and_zero_unconditional() -> None:
+    net = _net()
+    x, t, y = _inputs()
+    with torch.no_grad():
+        cond, uncond = net(x, t, y), net(x, t, None)
+        assert torch.equal(GuidedNet(net, y, 1.0)(x, t), cond)
+        assert torch.allclose(GuidedNet(net, y, 0.0)(x, t), uncond, atol=1e-12)
+        # the null label -1 and y=None select the same token
+        assert torch.allclose(net(x, t, torch.full_like(y, NULL_LABEL)), uncond, atol=1e-12)
+
+
+@pytest.mark.parametrize("w", [0.5, 2.0, 4.0])
+def test_guided_field_is_the_affine_combination(w: float) -> None:
+    """(1 - w) v(x) + w v(x | y) from one batched evaluation equals the two separate ones;
+    Ho & Salimans' (1 + w') v(x | y) - w' v(x) is the same field at w = 1 + w'."""
+    net = _net()
+    x, t, y = _inputs()
+    with torch.no_grad():
+        cond, uncond = net(x, t, y), net(x, t, None)
+        guided = GuidedNet(net, y, w)(x, t)
+    assert torch.allclose(guided, (1 - w) * uncond + w * cond, atol=1e-12)
+    w_ho = w - 1.0
+    assert torch.allclose(guided, (1 + w_ho) * cond - w_ho * uncond, atol=1e-12)
+
+
+def test_drop_labels_rate_and_identity() -> None:
+    y = torch.arange(20000) % 10
+    dropped = drop_labels(y, 0.2, torch.Generator().manual_seed(0))
+    frac = float((dropped == NULL_LABEL).double().mean())
+    assert abs(frac - 0.2) < 5 * math.sqrt(0.2 * 0.8 / 20000)
+    kept = dropped != NULL_LABEL
+    assert torch.equal(dropped[kept], y[kept])
+    assert drop_labels(y, 0.0, None) is y
+
+
+def _models(net: TimeMLP) -> list:
+    return [
+        FlowMatching(net, (2,), GaussianPath("linear"), label_dropout=0.2),
+        Diffusion(net, (2,), make_sde("vp"), label_dropout=0.2),
+        DDPM(net, (2,), num_steps=50, label_dropout=0.2),
+    ]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_sampling_with_guidance_one_equals_plain_conditional_sampling(index: int) -> None:
+    """Every family routes ``guidance`` into its sampler: w = 1 reproduces conditional
+    sampling exactly and w = 0 unconditional sampling."""
+    model = _models(_net())[index]
+    y = torch.tensor([0, 1, 2, 0])
+    x0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(3), dtype=D64)
+    kw = {"grid": 5, "x0": x0}
+    sampler = model.SAMPLERS[0]
+    a = model.sample(4, y=y, sampler=sampler, generator=torch.Generator().manual_seed(4), **kw).x
+    b = model.sample(
+        4, y=y, guidance=1.0, sampler=sampler, generator=torch.Generator().manual_seed(4), **kw
+    ).x
+    c = model.sample(4, sampler=sampler, generator=torch.Generator().manual_seed(4), **kw).x
+    d = model.sample(
+        4, y=y, guidance=0.0, sampler=sampler, generator=torch.Generator().manual_seed(4), **kw
+    ).x
+    assert torch.allclose(a, b, atol=1e-12)
+    assert torch.allclose(c, d, atol=1e-12)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_label_dropout_changes_the_training_labels(index: int) -> None:
+    """With eta > 0 some labels reach the network as the null token: the loss differs from
+    the eta = 0 loss on the same batch and noise, and equals it when eta = 0."""
+    net = _net()
+    model = _models(net)[index]
+    x1 = torch.randn(64, 2, generator=torch.Generator().manual_seed(5), dtype=D64)
+    y = torch.randint(3, (64,), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        model.label_dropout = 0.0
+        base = model.loss((x1, y), torch.Generator().manual_seed(7))["loss"]
+        model.label_dropout = 0.5
+        dropped = model.loss((x1, y), torch.Generator().manual_seed(7))["loss"]
+    assert torch.isfinite(dropped) and not torch.isclose(base, dropped)
+
+
+def test_guidance_errors() -> None:
+    y = torch.tensor([0, 1])
+    uncond = FlowMatching(_net(None), (2,))
+    with pytest.raises(ValueError, match="not class-conditional"):
+        uncond.sample(2, y=y, guidance=2.0)
+    with pytest.raises(ValueError, match="class-conditional"):
+        GuidedNet(_net(None), y, 2.0)
+    model = FlowMatching(_net(), (2,), label_dropout=0.1)
+    with pytest.raises(ValueError, match="needs labels"):
+        model.sample(2, guidance=2.0)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
+        model.sample(2, y=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        model.sample(2, y=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="integers"):
+        check_labels(_net(), torch.tensor([0.5, 1.0]), 2)
+    with pytest.raises(ValueError, match="guidance scale"):
+        GuidedNet(_net(), y, -1.0)
+    with pytest.raises(ValueError, match="label_dropout"):
+        FlowMatching(_net(), (2,), label_dropout=1.0)
