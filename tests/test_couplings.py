@@ -250,3 +250,20 @@ def test_gaussian_source_is_flagged() -> None:
     assert OTCoupling().gaussian_source
     assert not IndependentCoupling(DataSource(make_toy("moons"))).gaussian_source
     assert GaussianSource().gaussian
+
+
+def test_sinkhorn_scalings_agree_with_pots_log_domain() -> None:
+    """The fast scaling iterations and POT's log-domain solver give the same entropic plan;
+    a kernel that underflows falls back to the log domain (still a valid plan)."""
+    g = torch.Generator().manual_seed(11)
+    x0, x1 = torch.randn(50, 2, generator=g, dtype=D64), torch.randn(50, 2, generator=g, dtype=D64) + 1.0
+    cost = squared_distances(x0, x1)
+    a = np.full(50, 1 / 50)
+    ours = ot_plan(cost, "sinkhorn", reg=0.3)
+    ref = ot.sinkhorn(a, a, cost, 0.3, method="sinkhorn_log", numItermax=10000, stopThr=1e-12)
+    np.testing.assert_allclose(ours, ref, atol=1e-8)
+    far = cost.copy()
+    far[0] += 1e5  # row 0's kernel exp(-C / reg) is all zero
+    plan = ot_plan(far, "sinkhorn", reg=0.3)
+    assert np.isfinite(plan).all()
+    np.testing.assert_allclose(plan.sum(0), a, atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,20 @@ from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, loa
 from genlab.data.images import ImageDataset
 from genlab.models import CNF, DDPM, Diffusion, FlowMatching, RealNVP
 from genlab.networks import MLPConfig, TimeMLP, UNet, UNetConfig
-from genlab.paths import GaussianPath, make_schedule
+from genlab.paths import (
+    BridgePath,
+    Coupling,
+    DataCoupling,
+    DataSource,
+    GaussianPath,
+    GaussianSource,
+    IndependentCoupling,
+    OTCoupling,
+    ReflowPairs,
+    SchrodingerBridgeCoupling,
+    make_corruption,
+    make_schedule,
+)
 from genlab.paths.sde import make_sde
 
 IMAGE_SETS = ("digits", "mnist", "cifar10")
@@ -96,25 +110,74 @@ def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) 
 NetFactory = Callable[[], nn.Module]
 
 
-def _flow_matching(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+def build_coupling(cfg: Config, shape: tuple[int, ...]) -> Coupling:
+    """The configured coupling (``model.coupling`` with ``model.coupling_args``) and source."""
+    m = cfg.model
+    args = dict(m.coupling_args)
+    if m.source == "gaussian":
+        source: GaussianSource | DataSource = GaussianSource()
+    else:
+        if shape != (2,):
+            raise ConfigError(f"model.source={m.source} gives 2D points but the data have shape {shape}")
+        source = DataSource(make_toy(m.source), m.source)
+    factory: Callable[..., Coupling]
+    if m.coupling == "independent":
+        factory = IndependentCoupling
+    elif m.coupling == "ot":
+        factory = OTCoupling
+    elif m.coupling == "sb":
+        factory = SchrodingerBridgeCoupling
+    else:  # a data coupling, named by its corruption
+        if len(shape) != 3:
+            raise ConfigError(f"model.coupling={m.coupling} corrupts images; the data have shape {shape}")
+        if m.source != "gaussian":
+            raise ConfigError(
+                f"model.coupling={m.coupling} builds x_0 from the data; leave model.source=gaussian"
+            )
+        noise_std = args.pop("noise_std", 0.0)
+        try:
+            return DataCoupling(make_corruption(m.coupling, **args), noise_std)
+        except ValueError as err:
+            raise ConfigError(f"model.coupling_args: {err}") from None
+    valid = [k for k in inspect.signature(factory).parameters if k != "source"]
+    unknown = sorted(set(args) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"model.coupling_args.{unknown[0]} is not an argument of model.coupling={m.coupling}; "
+            f"valid: {', '.join(valid) or 'none'}"
+        )
     try:
-        schedule = make_schedule(cfg.model.path, **cfg.model.path_args)
+        return factory(source=source, **args)
+    except ValueError as err:
+        raise ConfigError(f"model.coupling_args: {err}") from None
+
+
+def _flow_matching(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    m = cfg.model
+    try:
+        schedule = make_schedule(m.path, **m.path_args)
     except ValueError as err:
         raise ConfigError(f"model.path_args: {err}") from None
-    prediction = cfg.model.prediction or "velocity"
-    return FlowMatching(make_net(), shape, GaussianPath(schedule), prediction=prediction)
+    coupling = build_coupling(cfg, shape)
+    if isinstance(coupling, SchrodingerBridgeCoupling):
+        path: GaussianPath = BridgePath(coupling.sigma)
+    else:
+        path = GaussianPath(schedule)
+    prediction = m.prediction or "velocity"
+    return FlowMatching(make_net(), shape, path, coupling, prediction, m.label_dropout)
 
 
 def _diffusion(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    m = cfg.model
     try:
-        sde = make_sde(cfg.model.sde, **cfg.model.sde_args)
+        sde = make_sde(m.sde, **m.sde_args)
     except ValueError as err:
         raise ConfigError(f"model.sde_args: {err}") from None
-    return Diffusion(make_net(), shape, sde, cfg.model.prediction or "x0", cfg.model.weighting)
+    return Diffusion(make_net(), shape, sde, m.prediction or "x0", m.weighting, m.label_dropout)
 
 
 def _ddpm(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
-    return DDPM(make_net(), shape, cfg.model.num_steps)
+    return DDPM(make_net(), shape, cfg.model.num_steps, label_dropout=cfg.model.label_dropout)
 
 
 def _cnf(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
@@ -165,6 +228,8 @@ LIKELIHOOD_TRAINED = ("cnf", "realnvp")
 def training_sampler(cfg: Config, dataset: Any) -> Callable[[int, torch.Generator], Any]:
     """The trainer's batch sampler; maximum-likelihood families get dequantised images
     (a density on a discrete grid is otherwise unbounded)."""
+    if cfg.model.reflow_pairs:
+        return reflow_sampler(cfg, data_shape(dataset))
     sample = batch_sampler(dataset, cfg.model.net.class_conditional)
     if cfg.model.family not in LIKELIHOOD_TRAINED or not isinstance(dataset, ImageDataset):
         return sample
@@ -194,3 +259,24 @@ def batch_sampler(dataset: Any, with_labels: bool) -> Callable[[int, torch.Gener
         return dataset.sample(n, gen)
 
     return sample_x
+
+
+def reflow_sampler(cfg: Config, shape: tuple[int, ...]) -> Callable[[int, torch.Generator], Any]:
+    """Batches of the fixed (x_0, x_1) pairs in ``model.reflow_pairs`` (reflow training)."""
+    try:
+        pairs = ReflowPairs.load(str(cfg.model.reflow_pairs))
+    except ValueError as err:
+        raise ConfigError(f"model.reflow_pairs: {err}") from None
+    if tuple(pairs.shape) != shape:
+        raise ConfigError(
+            f"model.reflow_pairs holds samples of shape {tuple(pairs.shape)}, the data have shape {shape}"
+        )
+    with_labels = cfg.model.net.class_conditional
+
+    def sample(n: int, gen: torch.Generator) -> Any:
+        batch = pairs.sample(n, gen)
+        if not with_labels:
+            batch.pop("y", None)
+        return batch
+
+    return sample

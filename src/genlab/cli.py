@@ -1,4 +1,4 @@
-"""The ``genlab`` command: train | sample | eval | log-prob | demo.
+"""The ``genlab`` command: train | sample | eval | log-prob | reflow | demo.
 
 Errors the user can fix print one line ``genlab: error: ...`` and exit with status 2;
 ``--debug`` shows the traceback instead. Ctrl-C during training saves a checkpoint first.
@@ -28,6 +28,8 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", type=float, default=None, help="extension sampler: sigma_t >= 0")
     p.add_argument("--eta", type=float, default=None, help="ddim: 0 deterministic .. 1")
     p.add_argument("--snr", type=float, default=None, help="pc: corrector signal-to-noise ratio")
+    p.add_argument("--label", type=int, default=None, help="class-conditional runs: class k (-1: none)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale w >= 0")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     lp.add_argument("--steps", type=int, default=100, help="ODE steps of the change of variables")
     lp.add_argument("--divergence", default="exact", choices=["exact", "hutchinson"])
 
+    r = sub.add_parser("reflow", help="rectified flow: retrain a flow-matching run on its own ODE pairs")
+    r.add_argument("run_dir", help="the trained flow-matching run (the teacher)")
+    r.add_argument("--out", required=True, help="run directory of the reflowed model")
+    r.add_argument("--pairs", type=int, default=20000, help="number of (x_0, x_1) pairs to generate")
+    r.add_argument("--steps", type=int, default=100, help="RK4 steps of the teacher's ODE")
+    r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=3000")
+    r.add_argument("--no-progress", action="store_true")
+
     d = sub.add_parser("demo", help="train on 2D moons, evaluate, draw (about 2 minutes)")
     d.add_argument("--family", default="flow_matching", choices=sorted(DEMO_CONFIGS))
     d.add_argument("--out", default=None, help="run directory (default runs/demo or runs/demo-<family>)")
@@ -78,7 +88,13 @@ def _positive(value: int | None, flag: str) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, float | None]:
-    return {"noise": args.noise, "eta": args.eta, "snr": args.snr}
+    return {
+        "noise": args.noise,
+        "eta": args.eta,
+        "snr": args.snr,
+        "label": args.label,
+        "guidance": args.guidance,
+    }
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -115,7 +131,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from genlab import runs
+    from genlab import reporting, runs
 
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
@@ -130,7 +146,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.sampler,
         **_options(args),
     )
-    print(runs.format_table(result))
+    print(reporting.format_table(result))
     if "fd_classifier_test_accuracy" in result:
         acc = result["fd_classifier_test_accuracy"]
         print(f"(fd uses the penultimate features of a digits classifier, test accuracy {acc:.3f})")
@@ -138,7 +154,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"(nll in {result['nll_unit']}; its floor is the true NLL when the density is known)")
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     if args.figures:
-        for path in runs.make_figures(args.run_dir):
+        for path in reporting.make_figures(args.run_dir):
             print(f"wrote {path}")
     return 0
 
@@ -153,7 +169,7 @@ def _cmd_log_prob(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from genlab import runs
+    from genlab import reporting, runs
 
     t0 = time.perf_counter()
     cfg = runs.resolve_config(DEMO_CONFIGS[args.family], args.overrides)
@@ -163,13 +179,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     res = runs.train(cfg, out, overwrite=True, progress=not args.no_progress)
     print(f"trained: loss {res.final_loss:.4f} at step {res.step} ({res.steps_per_s:.0f} steps/s)")
     result = runs.evaluate(out)
-    figures = runs.make_figures(out)
+    figures = reporting.make_figures(out)
     print()
     how = f"the {result['sampler']} sampler" + (
         f" ({result['solver']})" if result["sampler"] == "ode" else ""
     )
     print(f"samples: {result['n']} with {how}, {result['steps']} steps (NFE {result['nfe']}), EMA weights")
-    print(runs.format_table(result))
+    print(reporting.format_table(result))
     print("(floor = the same metric between two independent samples of the true data)")
     print()
     print(f"checkpoint : {out}/checkpoints")
@@ -180,11 +196,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reflow(args: argparse.Namespace) -> int:
+    from genlab import runs
+
+    print(f"reflow: {args.pairs} pairs from {args.run_dir} ({args.steps} RK4 steps) -> {args.out}")
+    res = runs.reflow(
+        args.run_dir, args.out, args.pairs, args.steps, args.overrides, progress=not args.no_progress
+    )
+    print(
+        f"done: step {res.step}, loss {res.final_loss:.4f}; sample in 1-2 steps with "
+        f"genlab eval {args.out} --solver euler --steps 1"
+    )
+    return 0
+
+
 COMMANDS = {
     "train": _cmd_train,
     "sample": _cmd_sample,
     "eval": _cmd_eval,
     "log-prob": _cmd_log_prob,
+    "reflow": _cmd_reflow,
     "demo": _cmd_demo,
 }
 

@@ -61,6 +61,13 @@ class ModelConfig:
     kinetic: float = 0.0  # cnf: weight of the kinetic-energy regulariser
     flow_layers: int = 8  # realnvp: coupling layers
     flow_hidden: int = 128  # realnvp: conditioner width
+    coupling: str = "independent"  # flow matching: independent, ot, sb, inpaint, superres, denoise
+    coupling_args: dict[str, int | float | bool | str] = field(
+        default_factory=dict
+    )  # {method: exact}, {sigma: 0.5}
+    source: str = "gaussian"  # flow matching: gaussian, or a 2D toy data set (8gaussians -> moons)
+    label_dropout: float = 0.1  # class-conditional nets: probability of the "no label" token (guidance)
+    reflow_pairs: str | None = None  # flow matching: train on the pairs file `genlab reflow` wrote
     net: NetConfig = field(default_factory=NetConfig)  # velocity / score network (not realnvp)
 
 
@@ -92,12 +99,14 @@ class SampleConfig:
     eta: float = 0.0  # ddim: 0 deterministic, 1 DDPM-like noise
     noise: float = 0.0  # extension sampler: constant diffusion coefficient sigma_t >= 0
     snr: float = 0.16  # pc sampler: Langevin corrector signal-to-noise ratio
+    label: int | None = None  # class-conditional: sample this class (None: all classes in turn; -1: none)
+    guidance: float | None = None  # classifier-free guidance scale w (None: the conditional field)
 
 
 @dataclass
 class EvalConfig:
     n: int = 2000  # generated and reference samples
-    metrics: list[str] = field(default_factory=lambda: ["w2", "mmd"])  # w2, mmd, nll, fd (digits)
+    metrics: list[str] = field(default_factory=lambda: ["w2", "mmd"])  # w2, mmd, nll, fd, acc, straightness
 
 
 @dataclass
@@ -329,4 +338,43 @@ def validate(cfg: Config) -> None:
     from genlab.metrics import SAMPLE_METRICS
 
     for name in cfg.eval.metrics:
-        _check_choice("eval.metrics", name, [*SAMPLE_METRICS, "fd", "nll"])
+        _check_choice("eval.metrics", name, [*SAMPLE_METRICS, *RUN_METRICS])
+    _validate_couplings(cfg)
+
+
+#: metrics computed from a run rather than from two sample sets (see runs.evaluate)
+RUN_METRICS = ("fd", "nll", "acc", "straightness")
+
+
+def _validate_couplings(cfg: Config) -> None:
+    """Couplings, sources, label dropout and guidance settings."""
+    from genlab.data import TOY_DATASETS
+    from genlab.paths import COUPLINGS
+
+    m = cfg.model
+    _check_choice("model.coupling", m.coupling, COUPLINGS)
+    _check_choice("model.source", m.source, ["gaussian", *TOY_DATASETS])
+    if not 0.0 <= m.label_dropout < 1.0:
+        raise ConfigError(f"model.label_dropout must be in [0, 1), got {m.label_dropout}")
+    if m.family != "flow_matching":
+        for key, value, default in [
+            ("coupling", m.coupling, "independent"),
+            ("source", m.source, "gaussian"),
+            ("reflow_pairs", m.reflow_pairs, None),
+        ]:
+            if value != default:
+                raise ConfigError(
+                    f"model.{key}={value} applies to model.family=flow_matching only "
+                    f"(got model.family={m.family})"
+                )
+    if m.coupling == "sb" and m.path != "linear":
+        raise ConfigError(
+            "model.coupling=sb trains on the Brownian-bridge path around the linear one; "
+            f"leave model.path=linear (got {m.path})"
+        )
+    if m.coupling_args.get("label_aware") and not m.net.class_conditional:
+        raise ConfigError("model.coupling_args.label_aware=true needs model.net.class_conditional=true")
+    if cfg.sample.guidance is not None and cfg.sample.guidance < 0:
+        raise ConfigError(f"sample.guidance must be >= 0, got {cfg.sample.guidance}")
+    if cfg.sample.label is not None and cfg.sample.label < -1:
+        raise ConfigError(f"sample.label must be a class index >= 0 (or -1 for none), got {cfg.sample.label}")

@@ -1,8 +1,8 @@
-"""Run-level workflows behind the CLI: train, load, sample, evaluate, draw, demo.
+"""Run-level workflows behind the CLI: train, load, sample, evaluate, log-prob, reflow.
 
 A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/``,
 ``metrics.jsonl``, ``tb/`` (TensorBoard) and, after evaluation, ``eval.json`` and
-``figures/``.
+``figures/`` (drawn by :mod:`genlab.reporting`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from genlab.builders import IMAGE_LEVELS, build_dataset, build_model, data_shape, training_sampler
+from genlab.conditioning import Conditioning, run_conditioning
 from genlab.config import Config, ConfigError, SampleConfig, build_config, load_config
 from genlab.data.images import ImageDataset
 from genlab.models.base import Solution
@@ -52,8 +53,10 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    init_weights: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
-    """Train the configured model into run directory ``out``."""
+    """Train the configured model into run directory ``out`` (optionally starting from
+    ``init_weights``, a state dict of the same model, as reflow does)."""
     out = Path(out)
     if resume:
         if not list_checkpoints(out):
@@ -69,6 +72,8 @@ def train(
     dataset = build_dataset(cfg.data)
     shape = data_shape(dataset)
     model = build_model(cfg, shape, getattr(dataset, "num_classes", None))
+    if init_weights is not None and not resume:
+        model.load_state_dict(init_weights)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     sampler = training_sampler(cfg, dataset)
@@ -130,11 +135,16 @@ def generate(
     seed: int | None = None,
     return_trajectory: bool = False,
     sampler: str | None = None,
+    label: int | None = None,
+    guidance: float | None = None,
+    cond: Conditioning | None = None,
     **options: Any,
 ) -> Solution:
     """Sample n points from a loaded run (defaults from the run's sample config).
 
-    ``options`` override the sampler's settings (eta for ddim, noise for extension, snr for pc).
+    ``options`` override the sampler's settings (eta for ddim, noise for extension, snr for pc);
+    ``label`` / ``guidance`` condition a class-conditional run, or pass a prepared ``cond``
+    (it also carries the corrupted inputs of a data-coupling run).
     """
     sc = run.cfg.sample
     sampler = sampler or sc.sampler or run.model.SAMPLERS[0]
@@ -145,6 +155,12 @@ def generate(
         )
     gen = torch.Generator().manual_seed(sc.seed if seed is None else seed)
     opts = sampler_options(sampler, sc, options)
+    cond = cond if cond is not None else run_conditioning(run, n, label, guidance)
+    extra: dict[str, Any] = {}
+    if cond.y is not None:
+        extra.update(y=cond.y, guidance=cond.guidance)
+    if cond.x0 is not None:
+        extra["x0"] = cond.x0
     return run.model.sample(
         n,
         solver or sc.solver,
@@ -152,6 +168,7 @@ def generate(
         gen,
         return_trajectory=return_trajectory,
         sampler=sampler,
+        **extra,
         **opts,
     )
 
@@ -164,20 +181,30 @@ def sample_to_file(
     steps: int | None = None,
     seed: int | None = None,
     sampler: str | None = None,
+    label: int | None = None,
+    guidance: float | None = None,
     **options: Any,
 ) -> Path:
-    """Write n samples to ``out``: ``.npy`` (array) or ``.png`` (scatter or image grid)."""
+    """Write n samples to ``out``: ``.npy`` (array) or ``.png`` (scatter or image grid; for a
+    data-coupling run the inputs, samples and true images side by side). A data-coupling run
+    also writes its inputs next to a ``.npy`` as ``<name>.inputs.npy``."""
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise ConfigError(f"--out must end in .npy or .png, got {out.name!r}")
     run = load_run(run_dir)
-    x = generate(run, n, solver, steps, seed, sampler=sampler, **options).x
+    cond = run_conditioning(run, n, label, guidance)
+    x = generate(run, n, solver, steps, seed, sampler=sampler, cond=cond, **options).x
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, x.numpy())
+        if cond.x0 is not None:
+            np.save(out.with_suffix(".inputs.npy"), cond.x0.numpy())
         return out
     from genlab import viz
 
+    if cond.x0 is not None:
+        k = min(n, 16)
+        return Path(viz.plot_conditional_samples(cond.x0[:k], x[:k], cond.truth[:k], out))
     if isinstance(run.dataset, ImageDataset):
         return Path(viz.plot_image_grid(x, out))
     ref = run.dataset.sample(n, torch.Generator().manual_seed(0))
@@ -202,34 +229,48 @@ def evaluate(
     steps: int | None = None,
     seed: int | None = None,
     sampler: str | None = None,
+    label: int | None = None,
+    guidance: float | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Metrics of generated samples against held-out data, each next to its floor.
 
     The floor is the same metric between two independent samples of the true data (for
     digits: the train split against the test split), i.e. what a perfect model would score.
-    Writes ``eval.json`` in the run directory and returns its content.
+    Writes ``eval.json`` in the run directory and returns its content. ``acc`` is the digits
+    classifier's accuracy on the requested labels of a class-conditional run (floor: its test
+    accuracy); ``straightness`` that of the ODE paths (0 = straight, constant speed).
     """
+    from genlab.config import RUN_METRICS
     from genlab.metrics import SAMPLE_METRICS, compute_metrics
 
     run = load_run(run_dir)
     n = n or run.cfg.eval.n
     names = list(metrics or run.cfg.eval.metrics)
     for name in names:
-        if name not in SAMPLE_METRICS and name not in ("fd", "nll"):
-            valid = ", ".join([*SAMPLE_METRICS, "fd", "nll"])
+        if name not in SAMPLE_METRICS and name not in RUN_METRICS:
+            valid = ", ".join([*SAMPLE_METRICS, *RUN_METRICS])
             raise ConfigError(f"unknown metric {name!r}; valid metrics: {valid}")
     if "nll" in names and not hasattr(run.model, "log_prob"):
         raise ConfigError(
             f"metric nll needs a model with a likelihood; families with one: {LIKELIHOOD_FAMILIES}"
         )
-    if "fd" in names and run.cfg.data.name != "digits":
-        raise ConfigError("metric fd (Frechet distance on digit-classifier features) needs data.name=digits")
-    sol = generate(run, n, solver, steps, seed, sampler=sampler, **options)
+    for name in ("fd", "acc"):
+        if name in names and run.cfg.data.name != "digits":
+            raise ConfigError(f"metric {name} (from the digits classifier) needs data.name=digits")
+    if "straightness" in names and "ode" not in run.model.SAMPLERS:
+        raise ConfigError(f"metric straightness needs an ODE sampler; model.family={run.cfg.model.family}")
+    cond = run_conditioning(run, n, label, guidance)
+    if "acc" in names and (cond.y is None or bool((cond.y < 0).any())):
+        raise ConfigError("metric acc needs a class-conditional run sampled with labels (not --label -1)")
+    keep = "straightness" in names
+    if keep and (sampler or run.cfg.sample.sampler or "ode") != "ode":
+        raise ConfigError("metric straightness follows the ODE paths; evaluate it with --sampler ode")
+    sol = generate(run, n, solver, steps, seed, keep, sampler=sampler, cond=cond, **options)
     gen_ref = torch.Generator().manual_seed(2_000_003)
     ref, pool = _reference(run, n, gen_ref)
     flat = {"samples": sol.x.flatten(1), "ref": ref.flatten(1)}
-    sample_names = [m for m in names if m not in ("fd", "nll")]
+    sample_names = [m for m in names if m not in RUN_METRICS]
     values = compute_metrics(flat["samples"], flat["ref"], sample_names) if sample_names else {}
     floor_other = pool.sample(min(n, len(pool)) if hasattr(pool, "__len__") else n, gen_ref)
     floors = compute_metrics(floor_other.flatten(1), flat["ref"], sample_names) if sample_names else {}
@@ -243,6 +284,19 @@ def evaluate(
         values["fd"] = frechet_digits_distance(sol.x, ref, classifier)
         floors["fd"] = digits_fd_floor(classifier)
         extra["fd_classifier_test_accuracy"] = info["test_accuracy"]
+    if "acc" in names:
+        from genlab.metrics import get_digits_classifier
+
+        classifier, info = get_digits_classifier()
+        with torch.no_grad():
+            predicted = classifier(sol.x.float()).argmax(1)
+        values["acc"] = float((predicted == cond.y).double().mean())
+        floors["acc"] = float(info["test_accuracy"])
+    if keep:
+        from genlab.metrics import straightness
+
+        assert sol.trajectory is not None
+        values["straightness"] = straightness(sol.trajectory, sol.times)
     result = {
         "run_dir": str(run.run_dir),
         "step": run.step,
@@ -252,6 +306,8 @@ def evaluate(
         "steps": steps or run.cfg.sample.steps,
         "nfe": sol.nfe,
         "ema": run.ema,
+        "guidance": cond.guidance,
+        "label": label if label is not None else run.cfg.sample.label,
         "metrics": {k: {"value": values[k], "floor": floors.get(k)} for k in names},
         **extra,
     }
@@ -320,64 +376,39 @@ def log_prob_file(
     return out
 
 
-def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
-    """Samples vs data, trajectories, vector field, the path as a GIF, the loss curve."""
-    from genlab import viz
+def reflow(
+    teacher_dir: str | Path,
+    out: str | Path,
+    n_pairs: int = 20000,
+    steps: int = 100,
+    overrides: list[str] | tuple[str, ...] = (),
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Rectified flow's reflow: draw ``n_pairs`` pairs (x_0, ODE(x_0)) from the trained
+    flow-matching run ``teacher_dir`` (RK4, ``steps`` steps, EMA weights), save them as
+    ``out/pairs.npz`` and train a copy of the teacher on those fixed pairs."""
+    from genlab.paths import generate_pairs
 
-    run = load_run(run_dir)
-    fig_dir = run.run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    written: list[Path] = []
-    metrics_file = run.run_dir / "metrics.jsonl"
-    if metrics_file.exists():
-        written.append(Path(viz.plot_loss_curve(metrics_file, fig_dir / "loss.png")))
-    if isinstance(run.dataset, ImageDataset):
-        x = generate(run, 64).x
-        written.append(Path(viz.plot_image_grid(x, fig_dir / "samples.png", title="samples")))
-        written.append(
-            Path(viz.plot_samples_vs_data_images(x, run.dataset.images[:64], fig_dir / "samples_vs_data.png"))
+    run = load_run(teacher_dir)
+    m = run.cfg.model
+    if m.family != "flow_matching" or getattr(run.model, "starts_from_inputs", False):
+        raise ConfigError(
+            f"reflow needs a flow-matching run that samples from noise; {teacher_dir} is not one"
         )
-        return written
-    x_final = generate(run, n).x  # with the configured sampler
-    data = run.dataset.sample(n, torch.Generator().manual_seed(0))
-    if "ode" not in run.model.SAMPLERS:  # no flow in time to draw (RealNVP)
-        written.append(Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png")))
-        return written
-    sol = generate(run, n, return_trajectory=True, sampler="ode")  # the flow, for the pictures
-    traj = sol.trajectory
-    assert traj is not None
-    ev = run.run_dir / "eval.json"
-    shown = None
-    if ev.exists():
-        import json
-
-        shown = {k: v["value"] for k, v in json.loads(ev.read_text())["metrics"].items()}
-    written.append(
-        Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png", metrics=shown))
-    )
-    written.append(Path(viz.plot_trajectories(traj, fig_dir / "trajectories.png", data=data)))
-    times = (0.0, 0.25, 0.5, 0.75, 1.0)
-    idx = [int(round(t * (traj.shape[0] - 1))) for t in times]
+    if n_pairs < 1 or steps < 1:
+        raise ConfigError(f"--pairs and --steps must be positive, got {n_pairs} and {steps}")
+    out = Path(out)
+    if list_checkpoints(out) and not overwrite:
+        raise ConfigError(f"{out} already holds a run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(run.cfg.train.seed + 7919)
     with torch.no_grad():
-        written.append(
-            Path(
-                viz.plot_vector_field(
-                    run.model.velocity,
-                    fig_dir / "vector_field.png",
-                    times=times,
-                    samples_at_t=[traj[i] for i in idx],
-                )
-            )
-        )
-    written.append(Path(viz.animate_path(traj, sol.times, fig_dir / "path.gif", data=data)))
-    return written
+        x0, x1 = generate_pairs(run.model, n_pairs, steps, "rk4", gen)
+    from genlab.paths import ReflowPairs
 
-
-def format_table(result: dict[str, Any]) -> str:
-    """A small text table of metric values next to their floors."""
-    lines = [f"{'metric':<8} {'value':>10} {'floor':>10}"]
-    for name, entry in result["metrics"].items():
-        floor = entry["floor"]
-        floor_s = f"{floor:>10.4f}" if floor is not None else f"{'-':>10}"
-        lines.append(f"{name:<8} {entry['value']:>10.4f} {floor_s}")
-    return "\n".join(lines)
+    pairs_file = ReflowPairs(x0, x1).save(out / "pairs.npz")
+    tree = run.cfg.to_dict()
+    tree["model"].update(reflow_pairs=str(pairs_file), coupling="independent", coupling_args={})
+    cfg = build_config(tree, overrides)
+    return train(cfg, out, overwrite=True, progress=progress, init_weights=dict(run.model.state_dict()))

