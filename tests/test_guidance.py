@@ -131,3 +131,22 @@ def test_guidance_errors() -> None:
         GuidedNet(_net(), y, -1.0)
     with pytest.raises(ValueError, match="label_dropout"):
         FlowMatching(_net(), (2,), label_dropout=1.0)
+
+
+@pytest.mark.slow
+def test_class_conditional_digits_samples_have_the_requested_label(tmp_path) -> None:
+    """A class-conditional flow-matching model on digits (400 steps, ~30 s on 2 cores): the
+    digits classifier (test accuracy 0.983) recognises the requested class in most samples.
+    Chance is 0.1; this configuration measured 0.93 at w = 1 and 0.997 at w = 2 (300
+    samples, 10 RK4 steps)."""
+    from genlab import runs
+
+    cfg = runs.resolve_config(
+        "digits_cond",
+        ["train.steps=400", "train.batch_size=64", "model.net.base_channels=16", "train.ckpt_every=400"],
+    )
+    runs.train(cfg, tmp_path / "cond", progress=False)
+    plain = runs.evaluate(tmp_path / "cond", n=300, metrics=["acc"], steps=10)
+    guided = runs.evaluate(tmp_path / "cond", n=300, metrics=["acc"], steps=10, guidance=2.0)
+    assert plain["metrics"]["acc"]["value"] > 0.7
+    assert guided["metrics"]["acc"]["value"] > plain["metrics"]["acc"]["value"] - 0.02
