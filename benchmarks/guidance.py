@@ -78,10 +78,12 @@ def main() -> None:
     ap.add_argument("--couplings", action="store_true", help="also train the inpainting / superres runs")
     ap.add_argument("--work", default="runs/bench_guidance")
     ap.add_argument("--steps", type=int, default=25, help="RK4 sampling steps")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves a core free)")
     args = ap.parse_args()
     work = Path(args.work)
     train_steps = 300 if args.quick else 3000
-    over = [f"train.steps={train_steps}", "train.ckpt_every=1000000"]
+    torch.set_num_threads(args.threads)
+    over = [f"train.steps={train_steps}", "train.ckpt_every=1000000", f"train.threads={args.threads}"]
     t0 = time.perf_counter()
     run_dir = Path(args.run) if args.run else work / "digits_cond"
     if not args.run:

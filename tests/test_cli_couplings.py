@@ -123,7 +123,7 @@ def test_coupling_and_guidance_errors(
     msg = _error(
         ["train", "moons_ot", "model.coupling_args.regularisation=1", "--out", str(tmp_path / "o")], capsys
     )
-    assert "valid: method, reg, label_aware" in msg
+    assert "valid: method, reg, label_aware, block" in msg
     msg = _error(["train", "moons", "model.coupling=bridge", "--out", str(tmp_path / "b")], capsys)
     assert "model.coupling" in msg and "ot" in msg
     msg = _error(["eval", str(ot_run), "--metrics", "acc"], capsys)

@@ -267,3 +267,26 @@ def test_sinkhorn_scalings_agree_with_pots_log_domain() -> None:
     plan = ot_plan(far, "sinkhorn", reg=0.3)
     assert np.isfinite(plan).all()
     np.testing.assert_allclose(plan.sum(0), a, atol=1e-6)
+
+
+def test_block_ot_solves_each_block_exactly() -> None:
+    """block = b pairs within consecutive blocks of b points, each block's plan optimal: the
+    cost is the sum of the per-block optima, at least the whole-batch optimum, and a block as
+    large as the batch is the whole-batch coupling."""
+    g = torch.Generator().manual_seed(12)
+    x1 = torch.randn(50, 2, generator=g, dtype=D64) + 1.0
+    pair = OTCoupling(DataSource(_Indexed()), block=16)(x1, g)
+    idx = pair.x0[:, 0].long()
+    assert torch.equal(idx // 16, torch.arange(50) // 16)  # sources stay in their block
+    src = _Indexed().sample(50)
+    total = 0.0
+    for start in range(0, 50, 16):
+        cost = squared_distances(src[start : start + 16], x1[start : start + 16])
+        total += cost[assignment(cost), np.arange(cost.shape[0])].sum()
+    assert transport_cost(pair.x0, x1) * 50 == pytest.approx(total, rel=1e-12)
+    whole = OTCoupling(DataSource(_Indexed()))(x1, g)
+    assert transport_cost(whole.x0, x1) <= transport_cost(pair.x0, x1)
+    same = OTCoupling(DataSource(_Indexed()), block=64)(x1, g)
+    assert torch.equal(same.x0, whole.x0)
+    with pytest.raises(ValueError, match="block"):
+        OTCoupling(block=1)

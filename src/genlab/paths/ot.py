@@ -137,6 +137,10 @@ class OTCoupling(Coupling):
             same plan) or ``sinkhorn`` (entropic plan with ``reg``).
         reg: entropic regularisation for ``sinkhorn``, in units of the squared distance.
         label_aware: pair only within a class (needs labels y): for conditional models.
+        block: solve the plan within consecutive blocks of this many points (the batch is
+            already in random order), e.g. 256 inside a batch of 4096: the coupling of
+            OT-CFM at batch ``block`` for a fraction of the cost (an exact assignment grows
+            roughly cubically with the batch: 6 ms at 256, 2.6 s at 2048 on 2D data here).
 
     The data x_1 and labels y keep their order; only the source samples are permuted
     (exact) or drawn from the plan's columns (sinkhorn).
@@ -156,15 +160,20 @@ class OTCoupling(Coupling):
         method: str = "exact",
         reg: float = 0.05,
         label_aware: bool = False,
+        block: int | None = None,
     ) -> None:
         super().__init__(source)
         if method not in OT_METHODS:
             raise ValueError(f"unknown OT method {method!r}; valid methods: {', '.join(OT_METHODS)}")
+        if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 2):
+            raise ValueError(f"block must be an integer >= 2 (points per OT problem) or None, got {block!r}")
         self.method, self.reg, self.label_aware = method, check_positive(reg, "reg"), bool(label_aware)
+        self.block = block
 
     def __repr__(self) -> str:
         name = type(self).__name__
-        return f"{name}(method={self.method!r}, reg={self.reg:.3g}, label_aware={self.label_aware})"
+        extra = f", block={self.block}" if self.block else ""
+        return f"{name}(method={self.method!r}, reg={self.reg:.3g}, label_aware={self.label_aware}{extra})"
 
     def source_indices(
         self, x0: torch.Tensor, x1: torch.Tensor, generator: torch.Generator | None
@@ -181,17 +190,21 @@ class OTCoupling(Coupling):
         self, x1: torch.Tensor, generator: torch.Generator | None, y: torch.Tensor | None
     ) -> CoupledBatch:
         x0 = self.source.sample(x1.shape, generator, x1.dtype, x1.device)
+        n = x1.shape[0]
+        if not self.label_aware and (self.block is None or self.block >= n):
+            idx = self.source_indices(x0, x1, generator)
+            return CoupledBatch(x0=x0[torch.as_tensor(idx, device=x0.device)], x1=x1, y=y)
+        groups = np.arange(n) // self.block if self.block else np.zeros(n, dtype=np.int64)
         if self.label_aware:
             if y is None:
                 raise ValueError("label_aware OT pairs within classes and needs labels y with the batch")
-            idx = np.empty(x1.shape[0], dtype=np.int64)
-            labels = y.detach().cpu().numpy()
-            for c in np.unique(labels):
-                members = np.flatnonzero(labels == c)
-                sel = torch.as_tensor(members)
-                idx[members] = members[self.source_indices(x0[sel], x1[sel], generator)]
-        else:
-            idx = self.source_indices(x0, x1, generator)
+            labels = y.detach().cpu().numpy().astype(np.int64)
+            groups = groups * (int(labels.max()) + 2) + labels + 1  # one group per (block, class)
+        idx = np.empty(n, dtype=np.int64)
+        for g in np.unique(groups):
+            members = np.flatnonzero(groups == g)
+            sel = torch.as_tensor(members, device=x0.device)
+            idx[members] = members[self.source_indices(x0[sel], x1[sel], generator)]
         return CoupledBatch(x0=x0[torch.as_tensor(idx, device=x0.device)], x1=x1, y=y)
 
 
