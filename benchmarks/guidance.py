@@ -10,7 +10,7 @@ guidance scale w, plus the data couplings (inpainting, super-resolution) on the 
    test split, the FD of the completed digits and the mean squared error to the true digit
    (next to the error of the corrupted input itself).
 
-    python benchmarks/guidance.py [--quick] [--run RUN_DIR] [--couplings]
+    python benchmarks/guidance.py [--quick] [--run RUN_DIR] [--couplings] [--threads 1]
 """
 
 from __future__ import annotations
@@ -71,6 +71,36 @@ def coupling_row(run_dir: Path, steps: int) -> dict[str, Any]:
     }
 
 
+def write_markdown(result: dict[str, Any], path: Path) -> None:
+    """The tables of a result JSON as markdown."""
+    g = result["guidance"]
+    lines = [
+        f"# Classifier-free guidance on digits ({result['train_steps']} training steps)",
+        "",
+        f"Sampling: {result['sampling']}. Accuracy floor (the classifier's test accuracy) "
+        f"{g[0]['acc_floor']:.3f}; FD floor {g[0]['fd_floor']:.2f}; n = {g[0]['n']} samples, "
+        "classes in turn.",
+        "",
+        "| w | accuracy on the requested label | FD |",
+        "|---|---|---|",
+        *[f"| {r['w']:g} | {r['acc']:.3f} | {r['fd']:.2f} |" for r in g],
+    ]
+    if result["couplings"]:
+        lines += [
+            "",
+            "# Data couplings on the digits test split",
+            "",
+            "| coupling | args | FD (floor) | MSE to the true digit | MSE of the input |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {r['coupling']} | {r['coupling_args']} | {r['fd']:.2f} ({r['fd_floor']:.2f}) | "
+                f"{r['mse_to_truth']:.4f} | {r['mse_input_to_truth']:.4f} |"
+                for r in result["couplings"]
+            ],
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="300 training steps (smoke run)")
@@ -79,7 +109,12 @@ def main() -> None:
     ap.add_argument("--work", default="runs/bench_guidance")
     ap.add_argument("--steps", type=int, default=25, help="RK4 sampling steps")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves a core free)")
+    ap.add_argument("--render", default=None, help="only write the markdown of an existing result JSON")
     args = ap.parse_args()
+    if args.render:
+        src = Path(args.render)
+        write_markdown(json.loads(src.read_text()), src.with_suffix(".md"))
+        return
     work = Path(args.work)
     train_steps = 300 if args.quick else 3000
     torch.set_num_threads(args.threads)
@@ -112,7 +147,8 @@ def main() -> None:
     }
     out = Path(__file__).parent / "results" / ("guidance_quick.json" if args.quick else "guidance.json")
     out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_markdown(result, out.with_suffix(".md"))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
