@@ -29,14 +29,16 @@ from genlab.paths.ot import pairs_from_plan, squared_distances, transport_cost
 D64 = torch.float64
 
 
+@pytest.mark.parametrize("solver", ["simplex", "lsa"])
 @pytest.mark.parametrize("n,d", [(5, 2), (32, 2), (100, 8), (64, 1)])
-def test_assignment_equals_pots_exact_plan(n: int, d: int) -> None:
-    """For uniform batches of equal size the exact plan is a permutation: the assignment
-    solver finds the same plan (and cost) as POT's network simplex."""
+def test_assignment_equals_pots_exact_plan(n: int, d: int, solver: str) -> None:
+    """For uniform batches of equal size the exact plan is a permutation: both assignment
+    solvers (the network simplex and scipy's shortest augmenting path, two different
+    algorithms) find the same plan and cost as POT's exact transport plan."""
     g = torch.Generator().manual_seed(n * 10 + d)
     x0, x1 = torch.randn(n, d, generator=g, dtype=D64), 2 * torch.rand(n, d, generator=g, dtype=D64)
     cost = squared_distances(x0, x1)
-    perm = assignment(cost)
+    perm = assignment(cost, solver)
     plan = ot.emd(np.full(n, 1 / n), np.full(n, 1 / n), cost)
     assert sorted(perm.tolist()) == list(range(n))  # a permutation
     assert cost[perm, np.arange(n)].mean() == pytest.approx((plan * cost).sum(), rel=1e-12, abs=1e-12)
@@ -225,6 +227,8 @@ def test_ot_bad_input() -> None:
         OTCoupling(label_aware=True)(torch.randn(8, 2))
     with pytest.raises(ValueError, match="square"):
         assignment(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="unknown assignment solver"):
+        assignment(np.zeros((3, 3)), "hungarian")
     with pytest.raises(ValueError, match="equal mass"):
         ot_plan(np.zeros((2, 2)), a=np.array([0.5, 0.5]), b=np.array([1.0, 0.5]))
     with pytest.raises(ValueError, match=r"y must have shape \(8,\)"):

@@ -8,9 +8,9 @@ Euclidean cost C_ij = ||x_0^i - x_1^j||^2:
 
 For two batches of equal size with uniform weights a = b = 1/n, the vertices of Pi are the
 permutation matrices / n (Birkhoff), so an optimal plan is a permutation: the linear
-assignment problem, solved exactly by :func:`assignment` (scipy's shortest augmenting path,
-which releases the GIL). Unequal sizes or weights use POT's network simplex (``emd``), and
-the entropic plan
+assignment problem, solved exactly by :func:`assignment` (POT's network simplex, with
+scipy's shortest augmenting path as the alternative and fallback). Unequal sizes or
+weights use POT's plan (``ot_plan(..., "emd")``), and the entropic plan
 
     pi_eps = argmin_pi <pi, C> - eps H(pi)
 
@@ -46,14 +46,35 @@ def squared_distances(x0: torch.Tensor, x1: torch.Tensor) -> np.ndarray:
     return np.maximum(cost, 0.0)
 
 
-def assignment(cost: np.ndarray | torch.Tensor) -> np.ndarray:
+def assignment(cost: np.ndarray | torch.Tensor, solver: str = "simplex") -> np.ndarray:
     """The optimal permutation of a square cost matrix: ``perm[j]`` is the row paired with
-    column j, minimising sum_j cost[perm[j], j] (the exact OT plan of two uniform batches)."""
+    column j, minimising sum_j cost[perm[j], j] (the exact OT plan of two uniform batches).
+
+    ``simplex`` (default) runs POT's network simplex on the uniform transport problem and
+    reads the permutation off its vertex solution (a basic solution of the assignment
+    polytope is a permutation matrix / n); 2-9x faster than ``lsa`` (scipy's shortest
+    augmenting path) on low-dimensional batches here (256 points in 2D: 3.6 vs 7.6 ms; 2048:
+    0.43 vs 3.7 s), equal at 64 dimensions. A plan that is not a permutation (never seen)
+    falls back to ``lsa``.
+    """
     c = cost.detach().cpu().numpy() if isinstance(cost, torch.Tensor) else np.asarray(cost)
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
         raise ValueError(f"assignment needs a square (n, n) cost matrix, got shape {c.shape}")
     if not np.isfinite(c).all():
         raise ValueError("assignment: the cost matrix contains non-finite values")
+    if solver not in ("simplex", "lsa"):
+        raise ValueError(f"unknown assignment solver {solver!r}; valid: simplex, lsa")
+    n = c.shape[0]
+    if solver == "simplex":
+        import ot
+
+        uniform = np.full(n, 1.0 / n)
+        plan, log = ot.emd(
+            uniform, uniform, np.ascontiguousarray(c, dtype=np.float64), numItermax=10**7, log=True
+        )
+        perm = plan.argmax(0)
+        if not log.get("warning") and np.allclose(plan[perm, np.arange(n)], 1.0 / n):
+            return perm
     rows, cols = linear_sum_assignment(c)
     perm = np.empty_like(rows)
     perm[cols] = rows
@@ -133,8 +154,9 @@ class OTCoupling(Coupling):
 
     Args:
         source: where x_0 comes from (default N(0, I)).
-        method: ``exact`` (assignment, the default), ``emd`` (POT's exact network simplex,
-            same plan) or ``sinkhorn`` (entropic plan with ``reg``).
+        method: ``exact`` (the optimal permutation, the default), ``emd`` (POT's plan with
+            pairs drawn from its columns: the same plan, kept for comparison) or
+            ``sinkhorn`` (entropic plan with ``reg``).
         reg: entropic regularisation for ``sinkhorn``, in units of the squared distance.
         label_aware: pair only within a class (needs labels y): for conditional models.
         block: solve the plan within consecutive blocks of this many points (the batch is
