@@ -32,12 +32,13 @@ class Conditioning:
 
 
 def held_out_images(run: Any, n: int, gen: torch.Generator) -> torch.Tensor:
-    """n clean images the model did not train on: the digits test split (cycled), else draws."""
-    if run.cfg.data.name == "digits":
-        test = build_dataset(run.cfg.data, split="test").images
-        reps = -(-n // test.shape[0])
-        return test.repeat(reps, *([1] * (test.dim() - 1)))[:n]
-    return run.dataset.sample(n, gen)
+    """n clean images the model did not train on: the test split in order (cycled when n is
+    larger), or draws from the training set for a run trained on its test split."""
+    if run.cfg.data.split == "test":
+        return run.dataset.sample(n, gen)
+    test = build_dataset(run.cfg.data, split="test").images
+    reps = -(-n // test.shape[0])
+    return test.repeat(reps, *([1] * (test.dim() - 1)))[:n]
 
 
 def run_conditioning(
