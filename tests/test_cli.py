@@ -251,3 +251,20 @@ def test_nll_and_log_prob(
     assert "the model expects (2,)" in error_of(
         ["log-prob", str(out), "--data", str(bad), "--out", str(tmp_path / "x.npy")], capsys
     )
+
+
+def test_demo_command_trains_evaluates_and_draws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`genlab demo` (the README's first command) with a tiny budget: a run, eval.json and figures."""
+    out = tmp_path / "demo"
+    args = [
+        "demo",
+        "train.steps=30",
+        "train.batch_size=64",
+        "eval.n=200",
+        "sample.steps=4",
+        "model.net.width=32",
+    ]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    assert (out / "eval.json").exists()
+    assert (out / "figures" / "samples_vs_data.png").exists() and (out / "figures" / "path.gif").exists()
+    assert "total time" in capsys.readouterr().out
