@@ -22,10 +22,30 @@ from genlab.networks.embeddings import (
     FourierTimeEmbedding,
     SinusoidalTimeEmbedding,
 )
+from genlab.networks.gan import (
+    AdaIN,
+    ConvDiscriminator,
+    ConvGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    PatchDiscriminator,
+    StyleGenerator,
+    UNetGenerator,
+    adain,
+)
 from genlab.networks.mlp import ACTIVATIONS, MLPConfig, TimeMLP
 from genlab.networks.unet import UNet, UNetConfig
 
 __all__ = [
+    "AdaIN",
+    "ConvDiscriminator",
+    "ConvGenerator",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "PatchDiscriminator",
+    "StyleGenerator",
+    "UNetGenerator",
+    "adain",
     "ACTIVATIONS",
     "TIME_EMBEDDINGS",
     "ClassEmbedding",

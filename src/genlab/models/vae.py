@@ -1,0 +1,484 @@
+"""Variational autoencoder (Kingma & Welling, 2014) with ELBO and IWAE bounds.
+
+Model: ``z ~ N(0, I_L)``, ``x | z ~ p_theta(x | z)``; the encoder gives the diagonal Gaussian
+``q_phi(z | x) = N(mu(x), diag exp(logvar(x)))``. With ``K`` samples ``z_k ~ q(z | x)``
+
+    ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))                 <= log p(x)
+    IWAE_K(x) = E[log (1/K) sum_k p(x, z_k) / q(z_k | x)]                  (Burda et al., 2016)
+
+and ``ELBO = IWAE_1 <= IWAE_K <= IWAE_{K'} <= log p(x)`` for ``K <= K'``. The KL term is
+analytic (:func:`gaussian_kl`), the reconstruction term a reparameterised Monte-Carlo average.
+
+Likelihoods ``p(x | z)``:
+
+    gaussian   N(x; decoder(z), s^2 I) with a fixed std ``decoder_std`` or a learned
+               per-dimension log-std (``decoder_std=None``)
+    bernoulli  Bernoulli((x + 1) / 2; sigmoid(decoder(z))): data in [-1, 1] are mapped to
+               [0, 1] (soft targets for grey levels); ``decode`` returns the logits
+
+Networks are chosen by the data shape: an MLP for vectors (D,), a small conv encoder /
+decoder for square images (C, H, H) with H in {8, 16, 32}. Custom ``encoder`` (x -> (B, 2L):
+mean then log-variance) and ``decoder`` (z -> (B, *data_shape), reshaped if flat) modules
+may be passed instead, e.g. linear maps with known weights.
+
+All log-densities are in nats, summed over the event dims and shaped (B,).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab._validate import check_finite, check_tensor, choose
+from genlab.models.base import Batch, split_batch
+
+__all__ = [
+    "IMAGE_SIZES",
+    "LIKELIHOODS",
+    "VAE",
+    "ConvDecoder",
+    "ConvEncoder",
+    "MLPCoder",
+    "check_data_shape",
+    "check_image_shape",
+    "gaussian_kl",
+]
+
+#: observation models p(x | z) by name
+LIKELIHOODS: Mapping[str, str] = {
+    "gaussian": "N(x; decoder(z), s^2 I)",
+    "bernoulli": "Bernoulli((x + 1) / 2; sigmoid(decoder(z)))",
+}
+#: draws of z per chunk in ``iwae_bound`` (bounds memory at chunk * B decoder passes)
+IWAE_CHUNK = 64
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) = 0.5 sum(mu^2 + exp(logvar) - logvar - 1).
+
+    Shapes: mu, logvar (B, L) -> (B,).
+    """
+    check_tensor(mu, "mu")
+    check_tensor(logvar, "logvar")
+    if mu.shape != logvar.shape or mu.dim() != 2:
+        raise ValueError(
+            f"mu and logvar must have the same shape (B, L); got {tuple(mu.shape)} and {tuple(logvar.shape)}"
+        )
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(1)
+
+
+def _std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last dim. Shapes: (..., L) -> (...)."""
+    return -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
+
+
+def _diag_normal_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag exp(logvar)) summed over the last dim; broadcasts. (..., L) -> (...)."""
+    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(-1)
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------------------
+
+#: image sides the convolutional encoders and decoders support
+IMAGE_SIZES: tuple[int, ...] = (8, 16, 32)
+#: side of the smallest grid of the flat convolutional encoder / decoder
+_BOTTOM = 4
+
+
+def check_data_shape(data_shape: object, name: str = "data_shape") -> tuple[int, ...]:
+    """Return ``data_shape`` as a tuple: (D,) for vectors or (C, H, W) for images."""
+    if isinstance(data_shape, int) and not isinstance(data_shape, bool):
+        data_shape = (data_shape,)
+    if not isinstance(data_shape, Sequence) or isinstance(data_shape, str):
+        raise ValueError(f"{name} must be a tuple (D,) or (C, H, W), got {data_shape!r}")
+    shape = tuple(data_shape)
+    if len(shape) not in (1, 3):
+        raise ValueError(
+            f"{name} must be (D,) for vectors or (C, H, W) for images, got {shape!r} "
+            f"({len(shape)} dims); flatten other data to (D,)"
+        )
+    for d in shape:
+        _positive_int(d, f"every entry of {name}")
+    return shape
+
+
+def check_image_shape(data_shape: tuple[int, ...], name: str = "data_shape") -> tuple[int, int, int]:
+    """Require a square image shape (C, H, H) with H in :data:`IMAGE_SIZES`."""
+    if len(data_shape) != 3:
+        raise ValueError(f"{name} must be an image shape (C, H, W) for the conv networks, got {data_shape!r}")
+    c, h, w = data_shape
+    if h != w or h not in IMAGE_SIZES:
+        sizes = ", ".join(str(s) for s in IMAGE_SIZES)
+        raise ValueError(
+            f"{name}={data_shape!r}: the conv encoder/decoder need square images with H = W in "
+            f"{{{sizes}}}; got H={h}, W={w} (resize or pad the images, or flatten them to vectors)"
+        )
+    return c, h, w
+
+
+class MLPCoder(nn.Module):
+    """MLP ``in_dim -> hidden -> hidden -> out_dim`` (SiLU); flattens its input.
+
+    Shapes: x (B, *) with prod(*) = in_dim -> (B, out_dim).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 128) -> None:
+        super().__init__()
+        _positive_int(in_dim, "in_dim")
+        _positive_int(out_dim, "out_dim")
+        _positive_int(hidden, "hidden")
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))  # (B, out_dim)
+
+
+def _levels(image_size: int) -> int:
+    """Number of stride-2 halvings from ``image_size`` down to the 4x4 bottom grid."""
+    return (image_size // _BOTTOM).bit_length() - 1
+
+
+class ConvEncoder(nn.Module):
+    """Conv encoder for square images: stride-2 convs down to 4x4, then a linear map.
+
+    Shapes: x (B, C, H, H) -> (B, out_dim). Channels double at every halving.
+    """
+
+    def __init__(self, data_shape: Sequence[int], out_dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        c, h, _ = check_image_shape(tuple(data_shape))
+        _positive_int(out_dim, "out_dim")
+        _positive_int(hidden, "hidden")
+        layers: list[nn.Module] = [nn.Conv2d(c, hidden, 3, padding=1), nn.SiLU()]
+        ch = hidden
+        for _ in range(_levels(h)):
+            layers += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU()]
+            ch *= 2
+        self.conv = nn.Sequential(*layers)
+        self.head = nn.Linear(ch * _BOTTOM * _BOTTOM, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).flatten(1))  # (B, out_dim)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: a linear map to a 4x4 grid, then transposed convs.
+
+    Shapes: z (B, in_dim) -> (B, C, H, H) (unbounded outputs: means or logits).
+    """
+
+    def __init__(self, in_dim: int, data_shape: Sequence[int], hidden: int = 32) -> None:
+        super().__init__()
+        c, h, _ = check_image_shape(tuple(data_shape))
+        _positive_int(in_dim, "in_dim")
+        _positive_int(hidden, "hidden")
+        levels = _levels(h)
+        ch = hidden * 2**levels
+        self.bottom_channels = ch
+        self.head = nn.Linear(in_dim, ch * _BOTTOM * _BOTTOM)
+        layers: list[nn.Module] = [nn.SiLU()]
+        for _ in range(levels):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1), nn.SiLU()]
+            ch //= 2
+        layers.append(nn.Conv2d(ch, c, 3, padding=1))
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.head(z).reshape(z.shape[0], self.bottom_channels, _BOTTOM, _BOTTOM)
+        return self.conv(h)  # (B, C, H, H)
+
+
+# --------------------------------------------------------------------------------------
+# VAE
+# --------------------------------------------------------------------------------------
+
+
+class VAE(nn.Module):
+    """Variational autoencoder with a diagonal Gaussian encoder; see the module docstring.
+
+    Args:
+        data_shape: (D,) for vectors or (C, H, W) for square images with H in {8, 16, 32}.
+        latent_dim: L >= 1; None gives 2 for vectors and 16 for images.
+        hidden: MLP width for vectors; channels of the first conv layer for images.
+        likelihood: "gaussian" or "bernoulli".
+        decoder_std: fixed std s > 0 of the Gaussian likelihood; None learns a per-dimension
+            log-std (initialised at log 1 = 0). Ignored (must be None) for "bernoulli".
+        beta: weight of the KL term in the training loss (beta-VAE); >= 0. The bounds
+            (``elbo``, ``iwae_bound``) always use beta = 1.
+        encoder: optional module x -> (B, 2L) (means, then log-variances).
+        decoder: optional module z -> (B, *data_shape) or (B, prod(data_shape)).
+
+    >>> vae = VAE((2,), latent_dim=2, hidden=8)
+    >>> vae.elbo(torch.randn(4, 2), torch.Generator().manual_seed(0)).shape
+    torch.Size([4])
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int] | int,
+        latent_dim: int | None = None,
+        hidden: int | None = None,
+        likelihood: str = "gaussian",
+        decoder_std: float | None = None,
+        beta: float = 1.0,
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.data_shape = check_data_shape(data_shape)
+        image = len(self.data_shape) == 3
+        if latent_dim is None:
+            latent_dim = 16 if image else 2
+        self.latent_dim = _positive_int(latent_dim, "latent_dim")
+        if hidden is None:
+            hidden = 32 if image else 128
+        _positive_int(hidden, "hidden")
+        choose("likelihood", likelihood, LIKELIHOODS)
+        self.likelihood = likelihood
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0 or math.isinf(beta):
+            raise ValueError(f"beta must be a finite number >= 0 (KL weight), got {beta!r}")
+        self.beta = float(beta)
+        if encoder is not None and not isinstance(encoder, nn.Module):
+            raise ValueError(
+                f"encoder must be an nn.Module mapping x to (B, 2 * latent_dim), got {encoder!r}"
+            )
+        if decoder is not None and not isinstance(decoder, nn.Module):
+            raise ValueError(f"decoder must be an nn.Module mapping z to (B, *data_shape), got {decoder!r}")
+        if image and (encoder is None or decoder is None):
+            check_image_shape(self.data_shape)
+        dim = math.prod(self.data_shape)
+        if encoder is None:
+            encoder = (
+                ConvEncoder(self.data_shape, 2 * self.latent_dim, hidden)
+                if image
+                else MLPCoder(dim, 2 * self.latent_dim, hidden)
+            )
+        if decoder is None:
+            decoder = (
+                ConvDecoder(self.latent_dim, self.data_shape, hidden)
+                if image
+                else MLPCoder(self.latent_dim, dim, hidden)
+            )
+        self.encoder = encoder
+        self.decoder = decoder
+
+        self.log_std: nn.Parameter | None = None
+        self.decoder_std: float | None = None
+        if likelihood == "gaussian":
+            if decoder_std is None:
+                self.log_std = nn.Parameter(torch.zeros(self.data_shape))
+            else:
+                if isinstance(decoder_std, bool) or not isinstance(decoder_std, (int, float)):
+                    raise ValueError(f"decoder_std must be a positive number or None, got {decoder_std!r}")
+                if not decoder_std > 0 or math.isinf(decoder_std):
+                    raise ValueError(f"decoder_std must be a positive number or None, got {decoder_std!r}")
+                self.decoder_std = float(decoder_std)
+        elif decoder_std is not None:
+            raise ValueError(
+                f"decoder_std={decoder_std!r} only applies to likelihood='gaussian'; "
+                "pass decoder_std=None with likelihood='bernoulli'"
+            )
+
+    # -- helpers ------------------------------------------------------------------------
+    def _check_x(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        check_tensor(x, name)
+        if x.dim() < 1 or tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"{name} must have shape (B, *data_shape) = (B, {', '.join(map(str, self.data_shape))}); "
+                f"got {tuple(x.shape)}"
+            )
+        return check_finite(x, name)
+
+    def _check_z(self, z: torch.Tensor, name: str = "z") -> torch.Tensor:
+        check_tensor(z, name)
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"{name} must have shape (B, latent_dim) = (B, {self.latent_dim}); got {tuple(z.shape)}"
+            )
+        return z
+
+    def _param(self) -> torch.Tensor:
+        return next(self.parameters())
+
+    # -- encoder / decoder --------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x) = N(mu, diag exp(logvar)). Shapes: x (B, *D) -> mu, logvar (B, L)."""
+        self._check_x(x)
+        h = self.encoder(x)
+        if h.dim() != 2 or h.shape[1] != 2 * self.latent_dim:
+            raise ValueError(
+                "the encoder must return (B, 2 * latent_dim) = "
+                f"(B, {2 * self.latent_dim}), got {tuple(h.shape)}"
+            )
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder parameters: Gaussian means or Bernoulli logits. (B, L) -> (B, *D)."""
+        self._check_z(z)
+        out = self.decoder(z)
+        if out.shape[0] != z.shape[0] or out[0].numel() != math.prod(self.data_shape):
+            raise ValueError(
+                f"the decoder must return (B, *data_shape) = (B, {', '.join(map(str, self.data_shape))}), "
+                f"got {tuple(out.shape)}"
+            )
+        return out.reshape(z.shape[0], *self.data_shape)
+
+    def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x | z] in data space: the Gaussian mean, or 2 sigmoid(logits) - 1 in [-1, 1]."""
+        out = self.decode(z)
+        return out if self.likelihood == "gaussian" else 2.0 * torch.sigmoid(out) - 1.0
+
+    def decoder_log_std(self) -> torch.Tensor:
+        """log s of the Gaussian likelihood, shape data_shape (fixed or learned)."""
+        if self.likelihood != "gaussian":
+            raise ValueError("decoder_log_std is only defined for likelihood='gaussian'")
+        if self.log_std is not None:
+            return self.log_std
+        p = self._param()
+        return torch.full(self.data_shape, math.log(self.decoder_std), dtype=p.dtype, device=p.device)  # type: ignore[arg-type]
+
+    def _log_lik_params(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """log p(x | decoder output) summed over the event dims; x broadcasts against out."""
+        if self.likelihood == "gaussian":
+            log_s = self.decoder_log_std().to(out)
+            lp = -0.5 * ((x - out) * torch.exp(-log_s)).pow(2) - log_s - 0.5 * _LOG_2PI
+        else:
+            target = ((x + 1.0) / 2.0).expand_as(out)
+            lp = -F.binary_cross_entropy_with_logits(out, target, reduction="none")
+        return lp.flatten(1).sum(1)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) in nats. Shapes: x (B, *D), z (B, L) -> (B,)."""
+        self._check_x(x)
+        self._check_z(z)
+        if z.shape[0] != x.shape[0]:
+            raise ValueError(f"x and z must have the same batch size; got {x.shape[0]} and {z.shape[0]}")
+        return self._log_lik_params(x, self.decode(z))
+
+    # -- bounds -------------------------------------------------------------------------
+    def _draw(
+        self, mu: torch.Tensor, logvar: torch.Tensor, k: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """k reparameterised draws z = mu + exp(logvar / 2) eps. Shapes -> (k, B, L)."""
+        eps = torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def _log_lik_many(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x | z_k) for z (k, B, L) -> (k, B)."""
+        k, b = z.shape[:2]
+        out = self.decode(z.reshape(k * b, self.latent_dim))
+        xs = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *self.data_shape)
+        return self._log_lik_params(xs, out).reshape(k, b)
+
+    def elbo_terms(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, k: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E_q[log p(x | z)] estimated with k draws, analytic KL), each (B,)."""
+        k = _positive_int(k, "k")
+        mu, logvar = self.encode(x)
+        z = self._draw(mu, logvar, k, generator)  # (k, B, L)
+        recon = self._log_lik_many(x, z).mean(0)  # (B,)
+        return recon, gaussian_kl(mu, logvar)
+
+    def elbo(self, x: torch.Tensor, generator: torch.Generator | None = None, k: int = 1) -> torch.Tensor:
+        """ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || p(z)), reparameterised, k draws. -> (B,)."""
+        recon, kl = self.elbo_terms(x, generator, k)
+        return recon - kl
+
+    def iwae_bound(
+        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None, chunk: int = IWAE_CHUNK
+    ) -> torch.Tensor:
+        """One draw of log (1/k) sum_k p(x, z_k) / q(z_k | x), z_k ~ q(z | x) (logsumexp). -> (B,).
+
+        Its expectation is the IWAE bound, non-decreasing in k and <= log p(x); k = 1 gives
+        an unbiased estimate of the ELBO. The k draws are decoded ``chunk`` at a time.
+        """
+        k = _positive_int(k, "k")
+        chunk = _positive_int(chunk, "chunk")
+        mu, logvar = self.encode(x)
+        log_w = []
+        for start in range(0, k, chunk):
+            z = self._draw(mu, logvar, min(chunk, k - start), generator)  # (c, B, L)
+            log_joint = self._log_lik_many(x, z) + _std_normal_log_prob(z)  # (c, B)
+            log_w.append(log_joint - _diag_normal_log_prob(z, mu, logvar))
+        return torch.logsumexp(torch.cat(log_w, 0), dim=0) - math.log(k)
+
+    # -- training -----------------------------------------------------------------------
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Negative beta-ELBO, averaged over the batch (one reparameterised draw per point).
+
+        Returns {"loss": -(recon - beta kl).mean(), "recon": recon.mean(), "kl": kl.mean(),
+        "elbo": (recon - kl).mean()}; "recon", "kl" and "elbo" are detached diagnostics.
+        """
+        x, _ = split_batch(batch)
+        check_tensor(x, "batch")
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"batch has sample shape {tuple(x.shape[1:])} but the model was built for {self.data_shape}"
+            )
+        recon, kl = self.elbo_terms(x, generator, 1)
+        loss = -(recon - self.beta * kl).mean()
+        return {
+            "loss": loss,
+            "recon": recon.mean().detach(),
+            "kl": kl.mean().detach(),
+            "elbo": (recon - kl).mean().detach(),
+        }
+
+    # -- generation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n decoder means E[x | z] at z ~ N(0, I). -> (n, *data_shape)."""
+        n = _positive_int(n, "n")
+        p = self._param()
+        z = torch.randn((n, self.latent_dim), generator=generator, dtype=p.dtype, device=p.device)
+        return self.decoder_mean(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder mean at the posterior mean: E[x | z = mu(x)]. (B, *D) -> (B, *D)."""
+        mu, _ = self.encode(x)
+        return self.decoder_mean(mu)
+
+    @torch.no_grad()
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8) -> torch.Tensor:
+        """Decoder means along the straight line between the posterior means of x_a and x_b.
+
+        Shapes: x_a, x_b (*D) or (1, *D) -> (steps, *D); both ends included (steps >= 2).
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+            raise ValueError(f"steps must be an int >= 2 (both ends included), got {steps!r}")
+        check_tensor(x_a, "x_a")
+        check_tensor(x_b, "x_b")
+        ends = []
+        for x, name in ((x_a, "x_a"), (x_b, "x_b")):
+            if tuple(x.shape) == self.data_shape:
+                x = x.unsqueeze(0)
+            if tuple(x.shape) != (1, *self.data_shape):
+                raise ValueError(
+                    f"{name} must have shape data_shape or (1, *data_shape); got {tuple(x.shape)}"
+                )
+            ends.append(self.encode(x)[0])
+        w = torch.linspace(0.0, 1.0, steps, dtype=ends[0].dtype, device=ends[0].device)[:, None]
+        z = (1.0 - w) * ends[0] + w * ends[1]  # (steps, L)
+        return self.decoder_mean(z)

@@ -1,0 +1,303 @@
+"""Vector-quantised VAE (van den Oord et al., 2017) with a per-position categorical prior.
+
+The encoder maps an image (B, C, H, W) to a grid z_e (B, D, h, w) with h = H / f, f in {2, 4};
+every D-vector is replaced by its nearest code e_k of a learned codebook (K, D); the decoder
+maps the quantised grid back to an image. Training minimises
+
+    loss = ||x - dec(z_q)||^2 + ||sg[z_e] - e||^2 + beta ||z_e - sg[e]||^2      (beta = 0.25)
+
+(means over all entries) with the straight-through estimator z_q_st = z_e + sg[z_q - z_e]:
+the forward pass uses z_q, the backward pass copies the decoder's gradient at z_q to z_e.
+The codebook term moves the codes only, the commitment term the encoder only. With Adam the
+codes move by about one learning rate per step while the encoder outputs move much faster;
+give the codebook a larger learning rate (about 10x) or the encoder outputs drift away from
+the codes (codebook / commitment losses spike). ``loss`` also initialises the codebook from
+encoder outputs of the first training batch.
+
+Generation needs a prior over code grids. ``fit_prior`` counts code frequencies per grid
+position over a data set (add-one smoothing) and ``sample`` draws every position
+independently from its categorical. This per-position prior **ignores the dependencies
+between positions** (strokes that must join up, digits that must be one class), so samples
+are blotchy; an autoregressive prior over the code grid (PixelCNN or a small transformer,
+as in the paper) is the upgrade.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab._validate import check_finite, check_tensor
+from genlab.models.base import Batch, split_batch
+from genlab.models.vae import check_data_shape, check_image_shape
+
+__all__ = ["GridDecoder", "GridEncoder", "VQVAE", "VectorQuantizer"]
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_factor(downsample: object) -> int:
+    if downsample not in (2, 4) or isinstance(downsample, bool):
+        raise ValueError(f"downsample must be 2 or 4 (latent grid H/2 or H/4), got {downsample!r}")
+    return int(downsample)  # type: ignore[call-overload]
+
+
+class GridEncoder(nn.Module):
+    """Conv encoder to a latent grid. Shapes: (B, C, H, W) -> (B, code_dim, H/f, W/f)."""
+
+    def __init__(self, channels: int, code_dim: int, hidden: int = 32, downsample: int = 2) -> None:
+        super().__init__()
+        _positive_int(channels, "channels")
+        _positive_int(code_dim, "code_dim")
+        _positive_int(hidden, "hidden")
+        layers: list[nn.Module] = [nn.Conv2d(channels, hidden, 3, padding=1), nn.SiLU()]
+        for _ in range(_check_factor(downsample).bit_length() - 1):
+            layers += [nn.Conv2d(hidden, hidden, 4, stride=2, padding=1), nn.SiLU()]
+        layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(), nn.Conv2d(hidden, code_dim, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, code_dim, H/f, W/f)
+
+
+class GridDecoder(nn.Module):
+    """Mirror of :class:`GridEncoder`. Shapes: (B, code_dim, h, w) -> (B, C, f h, f w)."""
+
+    def __init__(self, channels: int, code_dim: int, hidden: int = 32, downsample: int = 2) -> None:
+        super().__init__()
+        _positive_int(channels, "channels")
+        _positive_int(code_dim, "code_dim")
+        _positive_int(hidden, "hidden")
+        layers: list[nn.Module] = [nn.Conv2d(code_dim, hidden, 3, padding=1), nn.SiLU()]
+        for _ in range(_check_factor(downsample).bit_length() - 1):
+            layers += [nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1), nn.SiLU()]
+        layers.append(nn.Conv2d(hidden, channels, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, C, H, W)
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantisation with a learned codebook (K, D) and the straight-through estimator.
+
+    ``forward(z_e)`` with z_e (B, D, h, w) or (B, D) returns ``(z_q_st, indices, codebook_loss,
+    commitment_loss)``: z_q_st shaped like z_e, indices (B, h, w) or (B,) long, and the two
+    losses as 0-dim means ||sg[z_e] - e||^2 and ||z_e - sg[e]||^2.
+    """
+
+    def __init__(self, num_codes: int, code_dim: int) -> None:
+        super().__init__()
+        self.num_codes = _positive_int(num_codes, "num_codes")
+        self.code_dim = _positive_int(code_dim, "code_dim")
+        self.codebook = nn.Parameter(
+            torch.empty(num_codes, code_dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
+        )
+
+    @torch.no_grad()
+    def init_from(self, z_e: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Set the codes to K encoder outputs drawn from ``z_e`` (with replacement when fewer
+        than K vectors); codes then start where the encoder outputs are, not near 0."""
+        flat = self._flat(z_e).detach()
+        n = flat.shape[0]
+        if n >= self.num_codes:
+            pick = torch.randperm(n, generator=generator)[: self.num_codes]
+        else:
+            pick = torch.randint(n, (self.num_codes,), generator=generator)
+        self.codebook.copy_(flat[pick.to(flat.device)].to(self.codebook))
+
+    def _flat(self, z_e: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) or (B, D) -> (N, D), channel last."""
+        check_tensor(z_e, "z_e")
+        if z_e.dim() not in (2, 4) or z_e.shape[1] != self.code_dim:
+            raise ValueError(
+                f"z_e must have shape (B, D) or (B, D, h, w) with D = code_dim = {self.code_dim}; "
+                f"got {tuple(z_e.shape)}"
+            )
+        return z_e if z_e.dim() == 2 else z_e.permute(0, 2, 3, 1).reshape(-1, self.code_dim)
+
+    def nearest(self, z_e: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code (squared Euclidean) of every vector: (B, h, w) or (B,)."""
+        flat = self._flat(z_e)
+        e = self.codebook.to(flat)
+        d2 = flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ e.T + e.pow(2).sum(1)  # (N, K)
+        idx = d2.argmin(1)
+        return idx if z_e.dim() == 2 else idx.reshape(z_e.shape[0], *z_e.shape[2:])
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes of ``indices`` (B, h, w) -> (B, D, h, w), or (B,) -> (B, D)."""
+        check_tensor(indices, "indices")
+        if indices.dtype != torch.long:
+            raise ValueError(f"indices must be a long tensor, got dtype {indices.dtype}")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
+            raise ValueError(
+                f"indices must lie in [0, {self.num_codes}), got {int(indices.min())}..{int(indices.max())}"
+            )
+        z = self.codebook[indices]  # (..., D)
+        return z if indices.dim() == 1 else z.permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        indices = self.nearest(z_e)
+        z_q = self.lookup(indices).to(z_e)
+        codebook_loss = F.mse_loss(z_q, z_e.detach())
+        commitment_loss = F.mse_loss(z_e, z_q.detach())
+        z_q_st = z_e + (z_q - z_e).detach()
+        return z_q_st, indices, codebook_loss, commitment_loss
+
+    def _counts(self, indices: torch.Tensor) -> torch.Tensor:
+        check_tensor(indices, "indices")
+        if indices.numel() == 0:
+            raise ValueError("indices must not be empty")
+        return torch.bincount(indices.reshape(-1).long(), minlength=self.num_codes).double()
+
+    def perplexity(self, indices: torch.Tensor) -> float:
+        """exp(entropy of the code usage): K for uniform usage, 1 for a single code."""
+        p = self._counts(indices)
+        p = p / p.sum()
+        p = p[p > 0]
+        return float(torch.exp(-(p * p.log()).sum()))
+
+    def usage(self, indices: torch.Tensor) -> float:
+        """Fraction of the K codes used at least once in ``indices``."""
+        return float((self._counts(indices) > 0).double().mean())
+
+
+class VQVAE(nn.Module):
+    """VQ-VAE for square images with a per-position categorical prior; see the module docstring.
+
+    Args:
+        data_shape: (C, H, W) with H = W in {8, 16, 32}.
+        num_codes: codebook size K.
+        code_dim: code dimension D.
+        hidden: channels of the conv encoder / decoder.
+        downsample: latent grid side h = H / downsample, 2 or 4.
+        beta: commitment weight (0.25 in the paper), >= 0.
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        num_codes: int = 32,
+        code_dim: int = 16,
+        hidden: int = 32,
+        downsample: int = 2,
+        beta: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.data_shape = check_image_shape(check_data_shape(data_shape))
+        _positive_int(hidden, "hidden")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0 or math.isinf(beta):
+            raise ValueError(f"beta must be a finite number >= 0 (commitment weight), got {beta!r}")
+        self.beta = float(beta)
+        c, h, _ = self.data_shape
+        self.downsample = _check_factor(downsample)
+        self.grid_size = h // self.downsample
+        self.encoder = GridEncoder(c, code_dim, hidden, self.downsample)
+        self.quantizer = VectorQuantizer(num_codes, code_dim)
+        self.decoder = GridDecoder(c, code_dim, hidden, self.downsample)
+        positions = self.grid_size**2
+        self.register_buffer("prior_log_probs", torch.full((positions, num_codes), -math.log(num_codes)))
+        self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("codebook_initialised", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def num_codes(self) -> int:
+        return self.quantizer.num_codes
+
+    def _check_x(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        check_tensor(x, name)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"{name} has shape {tuple(x.shape)} but the model was built for "
+                f"(B, {', '.join(map(str, self.data_shape))})"
+            )
+        return check_finite(x, name)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Code indices of images: (B, C, H, W) -> (B, h, w) long."""
+        self._check_x(x)
+        return self.quantizer.nearest(self.encoder(x))
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Decode a grid of code indices: (B, h, w) -> (B, C, H, W)."""
+        check_tensor(indices, "indices")
+        if indices.dim() != 3 or tuple(indices.shape[1:]) != (self.grid_size, self.grid_size):
+            raise ValueError(
+                f"indices must have shape (B, {self.grid_size}, {self.grid_size}), got {tuple(indices.shape)}"
+            )
+        return self.decoder(self.quantizer.lookup(indices))
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """recon + codebook + beta commitment.
+
+        The first call in training mode sets the codebook to encoder outputs of the batch
+        drawn with ``generator`` (data-dependent initialisation, against codes stranded
+        near 0 while the encoder outputs drift away); after that the loss is deterministic.
+
+        Returns {"loss", "recon", "codebook", "commitment", "perplexity"}; all but "loss" are
+        detached diagnostics.
+        """
+        x, _ = split_batch(batch)
+        self._check_x(x, "batch")
+        z_e = self.encoder(x)
+        if self.training and not bool(self.codebook_initialised):
+            self.quantizer.init_from(z_e, generator)
+            self.codebook_initialised.fill_(True)
+        z_q, indices, codebook, commitment = self.quantizer(z_e)
+        recon = F.mse_loss(self.decoder(z_q), x)
+        loss = recon + codebook + self.beta * commitment
+        return {
+            "loss": loss,
+            "recon": recon.detach(),
+            "codebook": codebook.detach(),
+            "commitment": commitment.detach(),
+            "perplexity": torch.tensor(self.quantizer.perplexity(indices)),
+        }
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the quantised encoding. (B, C, H, W) -> (B, C, H, W)."""
+        return self.decode_indices(self.encode(x))
+
+    @torch.no_grad()
+    def fit_prior(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Fit the per-position categorical prior to the codes of ``x`` (N, C, H, W).
+
+        Counts code k at position (i, j) over the data set, adds one to every count
+        (Laplace smoothing) and stores log-probabilities of shape (h*w, K), which it returns.
+        """
+        self._check_x(x)
+        batch_size = _positive_int(batch_size, "batch_size")
+        counts = torch.ones(self.grid_size**2, self.num_codes, dtype=torch.float64, device=x.device)
+        for start in range(0, x.shape[0], batch_size):
+            idx = self.encode(x[start : start + batch_size]).flatten(1)  # (b, h*w)
+            counts.scatter_add_(1, idx.T, torch.ones(idx.T.shape, dtype=counts.dtype, device=x.device))
+        log_probs = (counts / counts.sum(1, keepdim=True)).log()
+        self.prior_log_probs.copy_(log_probs.to(self.prior_log_probs))
+        self.prior_fitted.fill_(True)
+        return self.prior_log_probs.clone()
+
+    @torch.no_grad()
+    def sample_indices(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n code grids, every position drawn independently from the fitted prior. -> (n, h, w)."""
+        n = _positive_int(n, "n")
+        if not bool(self.prior_fitted):
+            raise ValueError("the code prior is not fitted; call model.fit_prior(x) on training images first")
+        probs = self.prior_log_probs.double().exp()  # (h*w, K)
+        if generator is not None and generator.device != probs.device:
+            raise ValueError(f"generator is on {generator.device} but the model is on {probs.device}")
+        idx = torch.multinomial(probs, n, replacement=True, generator=generator)  # (h*w, n)
+        return idx.T.reshape(n, self.grid_size, self.grid_size)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode n code grids drawn from the per-position prior. -> (n, C, H, W)."""
+        return self.decode_indices(self.sample_indices(n, generator))

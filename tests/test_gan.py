@@ -1,0 +1,384 @@
+"""Mathematical checks of the GAN losses and shape checks of the GAN networks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from genlab.models.gan_losses import (
+    GAN_LOSSES,
+    clip_weights,
+    cycle_consistency_loss,
+    gan_value,
+    gradient_penalty,
+    lsgan_d_loss,
+    lsgan_g_loss,
+    make_gan_loss,
+    minimax_d_loss,
+    minimax_g_loss,
+    nonsaturating_g_loss,
+    optimal_discriminator,
+    wgan_critic_loss,
+    wgan_g_loss,
+)
+from genlab.networks.gan import (
+    AdaIN,
+    ConvDiscriminator,
+    ConvGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    PatchDiscriminator,
+    StyleGenerator,
+    UNetGenerator,
+    adain,
+)
+
+D64 = torch.float64
+
+# Discrete p and q on 4 points, with probabilities in tenths so that a batch of 10 samples with
+# these multiplicities has batch means equal to the exact expectations.
+P_COUNTS = [1, 2, 3, 4]
+Q_COUNTS = [4, 3, 2, 1]
+P = torch.tensor(P_COUNTS, dtype=D64) / 10
+Q = torch.tensor(Q_COUNTS, dtype=D64) / 10
+
+
+def _index(counts: list[int]) -> torch.Tensor:
+    return torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+
+
+def _jsd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    m = 0.5 * (p + q)
+    return 0.5 * (p * (p / m).log()).sum() + 0.5 * (q * (q / m).log()).sum()
+
+
+def _minimise(params: torch.Tensor, loss_fn, steps: int = 3000, lr: float = 0.05) -> torch.Tensor:
+    opt = torch.optim.Adam([params], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(params).backward()
+        opt.step()
+    return params.detach()
+
+
+# --------------------------------------------------------------------------- minimax theory
+
+
+def test_trained_discriminator_approaches_p_over_p_plus_q():
+    # A free logit per support point, trained by Adam on minimax_d_loss: the batch means over
+    # the repeated indices are the exact expectations, so the minimiser is D* = p / (p + q)
+    # exactly; 3000 Adam steps reach it to ~1e-6, and 1e-4 leaves a wide margin.
+    real_idx, fake_idx = _index(P_COUNTS), _index(Q_COUNTS)
+    logits = torch.zeros(4, dtype=D64, requires_grad=True)
+    logits = _minimise(logits, lambda lg: minimax_d_loss(lg[real_idx], lg[fake_idx]))
+    d_star = optimal_discriminator(P, Q)
+    torch.testing.assert_close(torch.sigmoid(logits), d_star, atol=1e-4, rtol=0)
+    torch.testing.assert_close(d_star, torch.tensor([0.2, 0.4, 0.6, 0.8], dtype=D64))
+
+
+def test_small_mlp_discriminator_on_gaussians_approaches_d_star():
+    # p = N(-1, 1), q = N(1, 1): D*(x) = sigmoid(log p - log q) = sigmoid(-2x). An MLP trained on
+    # fresh samples has sampling noise and finite capacity; on [-1.5, 1.5] (where both densities
+    # are non-negligible) a 0.05 max error is well within reach and far below D*'s range 0.05..0.95.
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    net = MLPDiscriminator(1, width=32, depth=2).double()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(600):
+        real = torch.randn(512, 1, generator=gen, dtype=D64) - 1
+        fake = torch.randn(512, 1, generator=gen, dtype=D64) + 1
+        opt.zero_grad()
+        minimax_d_loss(net(real), net(fake)).backward()
+        opt.step()
+    grid = torch.linspace(-1.5, 1.5, 31, dtype=D64)[:, None]
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=D64), 1.0)
+    d_star = optimal_discriminator(
+        normal.log_prob(grid[:, 0] + 1).exp(), normal.log_prob(grid[:, 0] - 1).exp()
+    )
+    with torch.no_grad():
+        d = torch.sigmoid(net(grid))
+    assert float((d - d_star).abs().max()) < 0.05
+
+
+def test_gan_value_at_optimum_is_minus_log4_plus_2jsd():
+    d_star = optimal_discriminator(P, Q)
+    value = gan_value(d_star, d_star, real_weights=P, fake_weights=Q)
+    expected = -math.log(4) + 2 * _jsd(P, Q)
+    assert abs(float(value) - float(expected)) < 1e-12
+    # identical distributions: D* = 1/2 and V = -log 4
+    same = gan_value(optimal_discriminator(P, P), optimal_discriminator(P, P), P, P)
+    assert abs(float(same) + math.log(4)) < 1e-12
+    # the unweighted form is the batch mean over samples with the same multiplicities
+    d_real, d_fake = d_star[_index(P_COUNTS)], d_star[_index(Q_COUNTS)]
+    assert abs(float(gan_value(d_real, d_fake)) - float(expected)) < 1e-12
+    # and minimax_d_loss is minus the value
+    logit = torch.logit(d_star)
+    assert (
+        abs(float(minimax_d_loss(logit[_index(P_COUNTS)], logit[_index(Q_COUNTS)])) + float(expected)) < 1e-12
+    )
+
+
+def test_minimax_losses_at_known_logits():
+    real = torch.tensor([0.0, math.log(3.0)], dtype=D64)  # D = 1/2, 3/4
+    fake = torch.tensor([0.0, -math.log(3.0)], dtype=D64)  # D = 1/2, 1/4
+    d_fake = torch.tensor([0.5, 0.25], dtype=D64)
+    expected_d = -(math.log(0.5) + math.log(0.75)) / 2 - (math.log(0.5) + math.log(0.75)) / 2
+    assert abs(float(minimax_d_loss(real, fake)) - expected_d) < 1e-12
+    assert abs(float(minimax_g_loss(fake)) - float(torch.log(1 - d_fake).mean())) < 1e-12
+    assert abs(float(nonsaturating_g_loss(fake)) - float(-torch.log(d_fake).mean())) < 1e-12
+    # stable at extreme logits (no inf / nan)
+    extreme = torch.tensor([-1e4, 1e4], dtype=D64)
+    for value in (minimax_d_loss(extreme, extreme), minimax_g_loss(extreme), nonsaturating_g_loss(extreme)):
+        assert torch.isfinite(value)
+
+
+def test_saturating_gradient_vanishes_but_nonsaturating_does_not():
+    for logit_value in (-1.0, -5.0, -15.0):
+        a = torch.tensor([logit_value], dtype=D64, requires_grad=True)
+        b = torch.tensor([logit_value], dtype=D64, requires_grad=True)
+        minimax_g_loss(a).backward()
+        nonsaturating_g_loss(b).backward()
+        d = torch.sigmoid(torch.tensor(logit_value, dtype=D64))
+        # dL/dl = -D for the saturating loss and -(1 - D) for the non-saturating one
+        torch.testing.assert_close(a.grad[0], -d)
+        torch.testing.assert_close(b.grad[0], -(1 - d))
+        assert a.grad[0] < 0 and b.grad[0] < 0  # same sign: both push the logit up
+    # at D(G(z)) = sigmoid(-15) ~ 3e-7 the saturating gradient has all but vanished
+    assert abs(float(a.grad[0])) < 1e-6
+    assert abs(float(b.grad[0])) > 0.999
+
+
+# --------------------------------------------------------------------------- LSGAN
+
+
+@pytest.mark.parametrize(("a", "b"), [(0.0, 1.0), (-1.0, 1.0)])
+def test_lsgan_optimal_discriminator(a, b):
+    real_idx, fake_idx = _index(P_COUNTS), _index(Q_COUNTS)
+    values = torch.zeros(4, dtype=D64, requires_grad=True)
+    values = _minimise(values, lambda v: lsgan_d_loss(v[real_idx], v[fake_idx], a=a, b=b))
+    torch.testing.assert_close(values, (b * P + a * Q) / (P + Q), atol=1e-6, rtol=0)
+
+
+def test_lsgan_losses_at_known_values():
+    real = torch.tensor([1.0, 0.0], dtype=D64)
+    fake = torch.tensor([0.5, -0.5], dtype=D64)
+    assert abs(float(lsgan_d_loss(real, fake)) - (0.5 * 0.5 + 0.5 * 0.25)) < 1e-12
+    assert abs(float(lsgan_g_loss(fake, c=1)) - 0.5 * (0.25 + 2.25) / 2) < 1e-12
+
+
+# --------------------------------------------------------------------------- WGAN
+
+
+def test_wgan_losses():
+    real = torch.tensor([1.0, 3.0], dtype=D64)
+    fake = torch.tensor([-1.0, 0.0], dtype=D64)
+    assert float(wgan_critic_loss(real, fake)) == -0.5 - 2.0
+    assert float(wgan_g_loss(fake)) == 0.5
+
+
+def test_weight_clipping_bounds_the_lipschitz_constant():
+    # Bound: for W with |W_ij| <= c, ||W||_2 <= ||W||_F <= c sqrt(fan_in fan_out); LeakyReLU is
+    # 1-Lipschitz, biases do not change differences, so Lip(f) <= prod_k c sqrt(in_k out_k).
+    # The tighter bound prod_k ||W_k||_2 (actual spectral norms after clipping) is checked too.
+    torch.manual_seed(0)
+    c = 0.05
+    critic = MLPDiscriminator(3, width=16, depth=2).double()
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.mul_(10)  # make sure clipping has something to clip
+    clip_weights(critic, c)
+    linears = [m for m in critic.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(3, 16), (16, 16), (16, 1)]
+    assert all(float(p.detach().abs().max()) <= c for p in critic.parameters())
+    frob_bound = math.prod(c * math.sqrt(m.in_features * m.out_features) for m in linears)
+    spec_bound = math.prod(float(torch.linalg.matrix_norm(m.weight.detach(), ord=2)) for m in linears)
+    assert spec_bound <= frob_bound + 1e-12
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2000, 3, generator=gen, dtype=D64) * 3
+    y = x + torch.randn(2000, 3, generator=gen, dtype=D64) * torch.rand(2000, 1, generator=gen, dtype=D64)
+    with torch.no_grad():
+        ratio = (critic(x) - critic(y)).abs() / (x - y).norm(dim=1)
+    assert float(ratio.max()) <= spec_bound + 1e-12
+    assert float(ratio.max()) > 0
+
+
+def _linear_critic(w: torch.Tensor):
+    return lambda x: x.flatten(1) @ w
+
+
+def test_gradient_penalty_of_linear_critics():
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(16, 1, 2, 2, generator=gen, dtype=D64)
+    fake = torch.randn(16, 1, 2, 2, generator=gen, dtype=D64)
+    w = torch.randn(4, generator=gen, dtype=D64)
+    unit = w / w.norm()
+    assert float(gradient_penalty(_linear_critic(unit), real, fake, generator=gen)) < 1e-12
+    for scale in (0.3, 2.5):
+        gp = gradient_penalty(_linear_critic(scale * unit), real, fake, generator=gen, weight=7.0)
+        assert abs(float(gp) - 7.0 * (scale - 1) ** 2) < 1e-12
+
+
+def test_gradient_penalty_backpropagates_and_is_seeded():
+    torch.manual_seed(0)
+    critic = MLPDiscriminator(2, width=8, depth=2).double()
+    real = torch.randn(8, 2, dtype=D64)
+    fake = torch.randn(8, 2, dtype=D64)
+    gp1 = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(3))
+    gp2 = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(3))
+    assert float(gp1.detach()) == float(gp2.detach())
+    gp1.backward()
+    # every weight matrix receives a finite, non-zero gradient (the output bias cannot: the
+    # input gradient does not depend on it)
+    weights = [m.weight for m in critic.modules() if isinstance(m, nn.Linear)]
+    assert all(w.grad is not None and torch.isfinite(w.grad).all() for w in weights)
+    assert all(float(w.grad.abs().sum()) > 0 for w in weights)
+
+
+# --------------------------------------------------------------------------- registry, cycle
+
+
+def test_registry_and_make_gan_loss():
+    assert set(GAN_LOSSES) == {"minimax", "nonsaturating", "lsgan", "wgan", "wgan-gp"}
+    real, fake = torch.randn(5), torch.randn(5)
+    for name in GAN_LOSSES:
+        d_loss, g_loss = make_gan_loss(name)
+        assert d_loss(real, fake).dim() == 0 and g_loss(fake).dim() == 0
+    d_loss, g_loss = make_gan_loss("lsgan", a=-1.0, b=1.0, c=0.0)
+    assert float(d_loss(real, fake)) == float(lsgan_d_loss(real, fake, a=-1.0, b=1.0))
+    assert float(g_loss(fake)) == float(lsgan_g_loss(fake, c=0.0))
+
+
+def test_cycle_consistency_loss():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 1, 4, 4, generator=gen, dtype=D64)
+    y = torch.randn(6, 1, 4, 4, generator=gen, dtype=D64)
+
+    def G(v):
+        return 2 * v + 1
+
+    def F(v):
+        return (v - 1) / 2
+
+    assert float(cycle_consistency_loss(G, F, x, y)) < 1e-12
+    # F(v) = v / 2 is off by 1/2 everywhere: F(G(x)) - x = 1/2, G(F(y)) - y = 1 -> 16 * 1.5
+    loss = cycle_consistency_loss(G, lambda v: v / 2, x, y)
+    assert abs(float(loss) - 16 * 1.5) < 1e-12
+
+
+# --------------------------------------------------------------------------- AdaIN
+
+
+def test_adain_matches_style_statistics():
+    gen = torch.Generator().manual_seed(0)
+    content = 3 * torch.randn(4, 5, 8, 8, generator=gen, dtype=D64) + 2
+    mean = torch.randn(4, 5, generator=gen, dtype=D64)
+    std = torch.rand(4, 5, generator=gen, dtype=D64) + 0.5
+    out = adain(content, mean, std)
+    torch.testing.assert_close(out.mean(dim=(2, 3)), mean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=(2, 3), unbiased=False), std, atol=1e-5, rtol=0)
+    layer = AdaIN(5, w_dim=3).double()
+    assert layer(content, torch.randn(4, 3, dtype=D64)).shape == content.shape
+
+
+# --------------------------------------------------------------------------- networks
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_conv_network_shapes(size):
+    torch.manual_seed(0)
+    z = torch.randn(2, 6)
+    g = ConvGenerator(6, 3, size, base=4)
+    x = g(z)
+    assert x.shape == (2, 3, size, size) and float(x.detach().abs().max()) <= 1
+    d = ConvDiscriminator(3, size, base=4)
+    assert d(x).shape == (2,)
+    sg = StyleGenerator(6, 1, size, w_dim=8, mapping_layers=2, base=4)
+    assert sg(z).shape == (2, 1, size, size)
+    unet = UNetGenerator(1, 3, base=4)
+    assert unet(torch.randn(2, 1, size, size)).shape == (2, 3, size, size)
+    patch = PatchDiscriminator(1, target_channels=3, base=4)
+    assert patch(torch.randn(2, 1, size, size), x).shape == (2, 1, size // 4, size // 4)
+
+
+def test_mlp_network_shapes():
+    g = MLPGenerator(4, 3, width=8, depth=2)
+    d = MLPDiscriminator(3, width=8, depth=2)
+    assert g(torch.randn(5, 4)).shape == (5, 3)
+    assert d(torch.randn(5, 3)).shape == (5,)
+
+
+def test_style_generator_randomness():
+    torch.manual_seed(0)
+    sg = StyleGenerator(6, 1, 8, w_dim=8, mapping_layers=2, base=4)
+    z = torch.randn(3, 6)
+    a = sg(z, generator=torch.Generator().manual_seed(5))
+    b = sg(z, generator=torch.Generator().manual_seed(5))
+    c = sg(z, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    torch.manual_seed(123)
+    d1 = sg(z, noise=False)
+    torch.manual_seed(456)
+    d2 = sg(z, noise=False)
+    assert torch.equal(d1, d2)
+    assert not torch.allclose(d1, sg(torch.randn(3, 6), noise=False))
+
+
+def test_conditional_networks_accept_and_check_labels():
+    y = torch.tensor([0, 2])
+    nets = [
+        (MLPGenerator(4, 3, width=8, depth=1, num_classes=3), torch.randn(2, 4), (2, 3)),
+        (MLPDiscriminator(3, width=8, depth=1, num_classes=3), torch.randn(2, 3), (2,)),
+        (ConvGenerator(4, 1, 8, base=4, num_classes=3), torch.randn(2, 4), (2, 1, 8, 8)),
+        (ConvDiscriminator(1, 8, base=4, num_classes=3), torch.randn(2, 1, 8, 8), (2,)),
+    ]
+    for net, inp, shape in nets:
+        out = net(inp, y)
+        assert out.shape == shape
+        with pytest.raises(ValueError, match="y"):
+            net(inp, torch.tensor([0, 3]))
+        with pytest.raises(ValueError, match="y"):
+            net(inp, torch.tensor([-1, 0]))
+        with pytest.raises(ValueError, match="labels"):
+            net(inp)
+    # labels change the output of a conditional network
+    g = nets[0][0]
+    z = torch.randn(2, 4)
+    assert not torch.allclose(g(z, torch.tensor([0, 0])), g(z, torch.tensor([1, 1])))
+    with pytest.raises(ValueError, match="num_classes=None"):
+        MLPGenerator(4, 3, width=8, depth=1)(torch.randn(2, 4), y)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: ConvGenerator(4, 1, 12), "image_size"),
+        (lambda: ConvDiscriminator(1, 64), "image_size"),
+        (lambda: StyleGenerator(4, 1, 4), "image_size"),
+        (lambda: MLPGenerator(0, 2), "latent_dim"),
+        (lambda: MLPDiscriminator(2, depth=-1), "depth"),
+        (lambda: MLPDiscriminator(2, num_classes=0), "num_classes"),
+        (lambda: make_gan_loss("hinge"), "minimax, nonsaturating, wgan, wgan-gp"),
+        (lambda: make_gan_loss("lsgan", d=1.0), "d"),
+        (lambda: clip_weights(nn.Linear(2, 2), -0.1), "c"),
+        (
+            lambda: gradient_penalty(lambda x: x.sum(1), torch.randn(3, 2), torch.randn(3, 2), weight=-1.0),
+            "weight",
+        ),
+        (lambda: gradient_penalty(lambda x: x.sum(1), torch.randn(3, 2), torch.randn(4, 2)), "real and fake"),
+        (lambda: minimax_d_loss([0.0], torch.zeros(1)), "real_logits"),
+        (lambda: adain(torch.randn(2, 3, 4, 4), torch.zeros(2, 4), torch.ones(2, 3)), "style_mean"),
+        (lambda: optimal_discriminator(torch.tensor([-0.1]), torch.tensor([0.5])), "p_x"),
+        (lambda: UNetGenerator(1, 1)(torch.randn(1, 1, 6, 6)), "x"),
+        (lambda: ConvGenerator(4, 1, 8, base=4)(torch.randn(2, 5)), "z"),
+    ],
+)
+def test_bad_inputs_raise_value_error(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
