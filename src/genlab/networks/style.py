@@ -1,0 +1,167 @@
+"""A small style-based generator (Karras et al., 2019): a mapping network z -> w, a learned
+constant input, per-layer noise inputs and adaptive instance normalisation (AdaIN) at every
+resolution, for 8x8 to 32x32 images."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab._validate import check_positive, check_tensor
+from genlab.networks.embeddings import _check_positive_int
+from genlab.networks.gan import (
+    _check_batch,
+    _check_image_size,
+)
+
+__all__ = ["AdaIN", "StyleGenerator", "adain"]
+
+
+# --------------------------------------------------------------------------- StyleGAN
+
+
+def adain(
+    content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Adaptive instance normalisation (Huang & Belongie, 2017).
+
+    ``AdaIN(x) = style_std * (x - mu_c(x)) / sigma_c(x) + style_mean`` with per-sample,
+    per-channel statistics over H and W: ``mu_c`` the mean and ``sigma_c = sqrt(var_c + eps)``
+    (biased variance). Shapes: content (B, C, H, W), style_mean and style_std (B, C).
+    """
+    check_tensor(content, "content")
+    if content.dim() != 4:
+        raise ValueError(f"content must have shape (B, C, H, W); got {tuple(content.shape)}")
+    b, c = content.shape[:2]
+    for name, t in (("style_mean", style_mean), ("style_std", style_std)):
+        check_tensor(t, name)
+        if t.shape != (b, c):
+            raise ValueError(f"{name} must have shape (B, C) = ({b}, {c}); got {tuple(t.shape)}")
+    eps = check_positive(eps, "eps")
+    mean = content.mean(dim=(2, 3), keepdim=True)
+    var = content.var(dim=(2, 3), keepdim=True, unbiased=False)
+    normed = (content - mean) / torch.sqrt(var + eps)
+    return style_std[:, :, None, None] * normed + style_mean[:, :, None, None]
+
+
+class AdaIN(nn.Module):
+    """AdaIN whose style comes from an affine map of ``w``: ``(mean, std) = (A_m w, 1 + A_s w)``.
+
+    The std map is offset by 1 so that at initialisation the layer is close to plain instance
+    normalisation. Shapes: x (B, channels, H, W), w (B, w_dim) -> (B, channels, H, W).
+    """
+
+    def __init__(self, channels: int, w_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        _check_positive_int(channels, "AdaIN.channels")
+        _check_positive_int(w_dim, "AdaIN.w_dim")
+        self.eps = check_positive(eps, "AdaIN.eps")
+        self.affine = nn.Linear(w_dim, 2 * channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self.affine(w).chunk(2, dim=1)
+        return adain(x, mean, 1.0 + log_std, self.eps)
+
+
+class _NoiseInput(nn.Module):
+    """Adds ``scale_c * n`` with a fresh ``n ~ N(0, 1)`` map of shape (B, 1, H, W)."""
+
+    def __init__(self, channels: int, init: float = 0.1) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1, channels, 1, 1), init))
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None, noise: bool) -> torch.Tensor:
+        if not noise:
+            return x
+        b, _, h, w = x.shape
+        n = torch.randn((b, 1, h, w), generator=generator, dtype=x.dtype, device=x.device)
+        return x + self.scale * n
+
+
+class _StyleBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, w_dim: int, upsample: bool) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.noise = _NoiseInput(c_out)
+        self.adain = AdaIN(c_out, w_dim)
+
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None, noise: bool
+    ) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = F.leaky_relu(self.noise(self.conv(x), generator, noise), 0.2)
+        return self.adain(x, w)
+
+
+class StyleGenerator(nn.Module):
+    """A small style-based generator: ``z -> (B, channels, image_size, image_size)`` in [-1, 1].
+
+    ::
+
+        w = mapping(z / rms(z))                      # mapping_layers x (Linear + LeakyReLU 0.2)
+        h = const (4x4, learned); h = AdaIN(LReLU(conv(h) + s * noise), w)
+        h = AdaIN(LReLU(conv(upsample(h)) + s * noise), w)   # n = log2(S/4) times
+        x = tanh(Conv1x1(h))
+
+    Noise maps are drawn from the ``generator`` passed to :meth:`forward` (so the same seed
+    gives the same image); ``noise=False`` drops them, making the output a function of z only.
+    Per-channel noise scales start at 0.1 (StyleGAN starts at 0) so the noise path is active.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        channels: int,
+        image_size: int,
+        w_dim: int = 64,
+        mapping_layers: int = 4,
+        base: int = 64,
+    ) -> None:
+        super().__init__()
+        for value, name in (
+            (latent_dim, "latent_dim"),
+            (channels, "channels"),
+            (w_dim, "w_dim"),
+            (mapping_layers, "mapping_layers"),
+            (base, "base"),
+        ):
+            _check_positive_int(value, f"StyleGenerator.{name}")
+        self.image_size = _check_image_size(image_size, "StyleGenerator.image_size")
+        self.latent_dim, self.channels, self.w_dim = latent_dim, channels, w_dim
+        mapping: list[nn.Module] = []
+        dim = latent_dim
+        for _ in range(mapping_layers):
+            mapping += [nn.Linear(dim, w_dim), nn.LeakyReLU(0.2)]
+            dim = w_dim
+        self.mapping = nn.Sequential(*mapping)
+        n = int(math.log2(self.image_size // 4))
+        ch = base * 2**n
+        self.const = nn.Parameter(torch.randn(1, ch, 4, 4))
+        blocks = [_StyleBlock(ch, ch, w_dim, upsample=False)]
+        for _ in range(n):
+            blocks.append(_StyleBlock(ch, ch // 2, w_dim, upsample=True))
+            ch //= 2
+        self.blocks = nn.ModuleList(blocks)
+        self.to_image = nn.Conv2d(ch, channels, 1)
+
+    def map(self, z: torch.Tensor) -> torch.Tensor:
+        """The mapping network ``z -> w`` (B, w_dim), after normalising each z to unit RMS."""
+        z = _check_batch(z, "z", (self.latent_dim,), "")
+        z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+        return self.mapping(z)
+
+    def forward(
+        self, z: torch.Tensor, generator: torch.Generator | None = None, noise: bool = True
+    ) -> torch.Tensor:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        w = self.map(z)
+        h = self.const.expand(z.shape[0], -1, -1, -1).to(z)
+        for block in self.blocks:
+            h = block(h, w, generator, noise)
+        return torch.tanh(self.to_image(h))  # (B, C, S, S)
