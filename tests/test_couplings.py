@@ -294,3 +294,14 @@ def test_block_ot_solves_each_block_exactly() -> None:
     assert torch.equal(same.x0, whole.x0)
     with pytest.raises(ValueError, match="block"):
         OTCoupling(block=1)
+
+
+def test_data_coupling_model_has_no_log_prob() -> None:
+    """Corrupted inputs are not a Gaussian source: log p is refused, not silently computed."""
+    from genlab.networks import UNet, UNetConfig
+    from genlab.paths import DataCoupling, Inpaint
+
+    net = UNet(UNetConfig(in_channels=1, image_size=8, base_channels=8, time_dim=16))
+    model = FlowMatching(net, (1, 8, 8), GaussianPath("linear"), DataCoupling(Inpaint()))
+    with pytest.raises(ValueError, match="Gaussian source.*DataCoupling"):
+        model.log_prob(torch.zeros(2, 1, 8, 8))

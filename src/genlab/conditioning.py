@@ -31,14 +31,16 @@ class Conditioning:
     truth: torch.Tensor | None = None  # (n, *D) the clean images behind x0
 
 
-def held_out_images(run: Any, n: int, gen: torch.Generator) -> torch.Tensor:
-    """n clean images the model did not train on: the test split in order (cycled when n is
-    larger), or draws from the training set for a run trained on its test split."""
-    if run.cfg.data.split == "test":
-        return run.dataset.sample(n, gen)
-    test = build_dataset(run.cfg.data, split="test").images
-    reps = -(-n // test.shape[0])
-    return test.repeat(reps, *([1] * (test.dim() - 1)))[:n]
+def held_out_images(run: Any, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n clean images the model did not train on and their labels: the test split in order
+    (cycled when n is larger), or draws from the training set for a run trained on its test
+    split."""
+    data = run.dataset if run.cfg.data.split == "test" else build_dataset(run.cfg.data, split="test")
+    if data is run.dataset:
+        return data.sample_with_labels(n, gen)
+    reps = -(-n // data.images.shape[0])
+    images = data.images.repeat(reps, *([1] * (data.images.dim() - 1)))[:n]
+    return images, data.labels.repeat(reps)[:n]
 
 
 def run_conditioning(
@@ -81,6 +83,8 @@ def run_conditioning(
         if not isinstance(run.dataset, ImageDataset):
             raise ConfigError("a data-coupling run needs image data")
         gen = gen if gen is not None else torch.Generator().manual_seed(cfg.sample.seed + 1)
-        cond.truth = held_out_images(run, n, gen)
+        cond.truth, truth_labels = held_out_images(run, n, gen)
         cond.x0 = model.coupling.inputs(cond.truth, gen)
+        if k is not None and label is None:
+            cond.y = truth_labels  # complete each image under its own class
     return cond

@@ -73,7 +73,13 @@ def train(
     shape = data_shape(dataset)
     model = build_model(cfg, shape, getattr(dataset, "num_classes", None))
     if init_weights is not None and not resume:
-        model.load_state_dict(init_weights)
+        try:
+            model.load_state_dict(init_weights)
+        except RuntimeError:
+            raise ConfigError(
+                "the starting weights do not fit the configured model; reflow overrides may change "
+                "training (train.*), not the network or the path (model.*)"
+            ) from None
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     sampler = training_sampler(cfg, dataset)
@@ -403,11 +409,12 @@ def reflow(
         raise ConfigError(f"{out} already holds a run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(run.cfg.train.seed + 7919)
+    cond = run_conditioning(run, n_pairs)  # a class-conditional teacher: every class in turn
     with torch.no_grad():
-        x0, x1 = generate_pairs(run.model, n_pairs, steps, "rk4", gen)
+        x0, x1 = generate_pairs(run.model, n_pairs, steps, "rk4", gen, y=cond.y)
     from genlab.paths import ReflowPairs
 
-    pairs_file = ReflowPairs(x0, x1).save(out / "pairs.npz")
+    pairs_file = ReflowPairs(x0, x1, cond.y).save(out / "pairs.npz").resolve()
     tree = run.cfg.to_dict()
     tree["model"].update(reflow_pairs=str(pairs_file), coupling="independent", coupling_args={})
     cfg = build_config(tree, overrides)

@@ -160,8 +160,8 @@ class GaussianPathModel(nn.Module):
         Refused when alpha_0 / sigma_0 is not small: p_0 is then not the source distribution.
         """
         self._check_data(x)
-        if not getattr(self.source, "gaussian", False):
-            raise ValueError(f"log p needs a Gaussian source; this model starts from {self.source!r}")
+        if not self._gaussian_start():
+            raise ValueError(f"log p needs a Gaussian source; this model starts from {self._start_repr()}")
         v0 = self.path.schedule.values(torch.zeros((), dtype=torch.float64))
         ratio = float(v0.alpha / v0.sigma)  # the data's weight against the noise's at t = 0
         if ratio > ALPHA0_MAX_FOR_LOG_PROB:
@@ -258,6 +258,13 @@ class GaussianPathModel(nn.Module):
                 return self._dispatch(sampler, req)
         finally:
             self.train(was_training)
+
+    def _gaussian_start(self) -> bool:
+        """Whether x at t = 0 is Gaussian noise (what log p and the noise samplers assume)."""
+        return bool(getattr(self.source, "gaussian", False))
+
+    def _start_repr(self) -> str:
+        return repr(self.source)
 
     def _source_samples(
         self, n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | None

@@ -98,6 +98,12 @@ class FlowMatching(GaussianPathModel):
         loss = ((pred - target) ** 2).flatten(1).mean(1).mean()
         return {"loss": loss}
 
+    def _gaussian_start(self) -> bool:
+        return self.coupling.gaussian_source and super()._gaussian_start()
+
+    def _start_repr(self) -> str:
+        return repr(self.coupling)
+
     @property
     def starts_from_inputs(self) -> bool:
         """Whether sampling needs x0 built from inputs (a data coupling: corrupted images)."""

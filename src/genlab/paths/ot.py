@@ -153,7 +153,9 @@ def pairs_from_plan(plan: np.ndarray, generator: torch.Generator | None = None) 
         raise ValueError("pairs_from_plan: a column of the plan has no mass")
     u = torch.rand(p.shape[1], 1, generator=generator, dtype=torch.float64) * total
     idx = torch.searchsorted(cdf, u, right=True).squeeze(1)  # first i with cdf_i > u
-    return idx.clamp_max(p.shape[0] - 1).numpy()
+    # u rounding up to the column's total would select past the end: take its last row with mass
+    last = p.shape[0] - 1 - torch.argmax((p.T.flip(1) > 0).to(torch.int8), dim=1)
+    return torch.minimum(idx, last).numpy()
 
 
 class OTCoupling(Coupling):
