@@ -268,3 +268,15 @@ def test_demo_command_trains_evaluates_and_draws(tmp_path: Path, capsys: pytest.
     assert (out / "eval.json").exists()
     assert (out / "figures" / "samples_vs_data.png").exists() and (out / "figures" / "path.gif").exists()
     assert "total time" in capsys.readouterr().out
+
+
+def test_overrides_may_follow_the_flags(tmp_path: Path) -> None:
+    """`genlab train CFG --out X key=value` works like `genlab train CFG key=value --out X`;
+    anything else unknown is still an argparse error (exit 2)."""
+    out = tmp_path / "late"
+    assert main(["train", "moons", "--out", str(out), "--no-progress", *TINY]) == 0
+    cfg = (out / "config.yaml").read_text()
+    assert "steps: 30" in cfg and "width: 32" in cfg
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "moons", "--out", str(out), "--bogus"])
+    assert exc.value.code == 2
