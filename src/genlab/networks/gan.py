@@ -91,6 +91,22 @@ def _check_batch(x: object, name: str, tail: tuple[int, ...], hint: str) -> torc
     return x
 
 
+def _label_embedding(num_classes: int | None, embed_dim: int, owner: str) -> tuple[nn.Embedding | None, int]:
+    """A label embedding of ``embed_dim`` features for a conditional network (None for an
+    unconditional one) and the number of input features it adds."""
+    if num_classes is None:
+        return None, 0
+    _check_positive_int(embed_dim, f"{owner}.embed_dim")
+    return nn.Embedding(num_classes, embed_dim), embed_dim
+
+
+def _append_label(h: torch.Tensor, embed: nn.Embedding | None, y: torch.Tensor | None) -> torch.Tensor:
+    """Concatenate the label embedding of y to features h (B, F) -> (B, F + embed_dim)."""
+    if embed is None or y is None:
+        return h
+    return torch.cat([h, embed(y.long()).to(h)], dim=1)
+
+
 def _mlp(
     in_dim: int, width: int, depth: int, out_dim: int, act: type[nn.Module], **act_kw: float
 ) -> nn.Sequential:
@@ -135,19 +151,13 @@ class MLPGenerator(nn.Module):
             _check_positive_int(value, f"MLPGenerator.{name}")
         self.latent_dim, self.out_dim = latent_dim, out_dim
         self.num_classes = _check_num_classes(num_classes, "MLPGenerator.num_classes")
-        extra = 0
-        self.label_embed: nn.Embedding | None = None
-        if self.num_classes is not None:
-            _check_positive_int(embed_dim, "MLPGenerator.embed_dim")
-            self.label_embed = nn.Embedding(self.num_classes, embed_dim)
-            extra = embed_dim
+        self.label_embed, extra = _label_embedding(self.num_classes, embed_dim, "MLPGenerator")
         self.net = _mlp(latent_dim + extra, width, depth, out_dim, nn.ReLU)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         z = _check_batch(z, "z", (self.latent_dim,), "")
         _check_labels(y, self.num_classes, z.shape[0], "MLPGenerator")
-        if self.label_embed is not None and y is not None:
-            z = torch.cat([z, self.label_embed(y.long()).to(z)], dim=1)
+        z = _append_label(z, self.label_embed, y)
         return self.net(z)  # (B, out_dim)
 
 
@@ -174,19 +184,13 @@ class MLPDiscriminator(nn.Module):
             _check_positive_int(value, f"MLPDiscriminator.{name}")
         self.in_dim = in_dim
         self.num_classes = _check_num_classes(num_classes, "MLPDiscriminator.num_classes")
-        extra = 0
-        self.label_embed: nn.Embedding | None = None
-        if self.num_classes is not None:
-            _check_positive_int(embed_dim, "MLPDiscriminator.embed_dim")
-            self.label_embed = nn.Embedding(self.num_classes, embed_dim)
-            extra = embed_dim
+        self.label_embed, extra = _label_embedding(self.num_classes, embed_dim, "MLPDiscriminator")
         self.net = _mlp(in_dim + extra, width, depth, 1, nn.LeakyReLU, negative_slope=0.2)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x = _check_batch(x, "x", (self.in_dim,), " (flatten images with x.flatten(1))")
         _check_labels(y, self.num_classes, x.shape[0], "MLPDiscriminator")
-        if self.label_embed is not None and y is not None:
-            x = torch.cat([x, self.label_embed(y.long()).to(x)], dim=1)
+        x = _append_label(x, self.label_embed, y)
         return self.net(x).squeeze(1)  # (B,)
 
 
@@ -218,12 +222,7 @@ class ConvGenerator(nn.Module):
         self.image_size = _check_image_size(image_size, "ConvGenerator.image_size")
         self.latent_dim, self.channels = latent_dim, channels
         self.num_classes = _check_num_classes(num_classes, "ConvGenerator.num_classes")
-        extra = 0
-        self.label_embed: nn.Embedding | None = None
-        if self.num_classes is not None:
-            _check_positive_int(embed_dim, "ConvGenerator.embed_dim")
-            self.label_embed = nn.Embedding(self.num_classes, embed_dim)
-            extra = embed_dim
+        self.label_embed, extra = _label_embedding(self.num_classes, embed_dim, "ConvGenerator")
         n = int(math.log2(self.image_size // 4))
         self._ch0 = base * 2**n
         self.project = nn.Linear(latent_dim + extra, self._ch0 * 16)
@@ -243,8 +242,7 @@ class ConvGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         z = _check_batch(z, "z", (self.latent_dim,), "")
         _check_labels(y, self.num_classes, z.shape[0], "ConvGenerator")
-        if self.label_embed is not None and y is not None:
-            z = torch.cat([z, self.label_embed(y.long()).to(z)], dim=1)
+        z = _append_label(z, self.label_embed, y)
         h = self.project(z).view(z.shape[0], self._ch0, 4, 4)
         h = self.blocks(F.relu(self.bn0(h)))
         return torch.tanh(self.to_image(h))  # (B, C, S, S)
