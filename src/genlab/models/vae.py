@@ -16,10 +16,10 @@ Likelihoods ``p(x | z)``:
     bernoulli  Bernoulli((x + 1) / 2; sigmoid(decoder(z))): data in [-1, 1] are mapped to
                [0, 1] (soft targets for grey levels); ``decode`` returns the logits
 
-Networks are chosen by the data shape: an MLP for vectors (D,), a small conv encoder /
-decoder for square images (C, H, H) with H in {8, 16, 32}. Custom ``encoder`` (x -> (B, 2L):
-mean then log-variance) and ``decoder`` (z -> (B, *data_shape), reshaped if flat) modules
-may be passed instead, e.g. linear maps with known weights.
+Networks (:mod:`genlab.models.coders`) are chosen by the data shape: an MLP for vectors
+(D,), a small conv encoder / decoder for square images (C, H, H) with H in {8, 16, 32}.
+Custom ``encoder`` (x -> (B, 2L): mean then log-variance) and ``decoder`` (z -> (B,
+*data_shape), reshaped if flat) modules may be passed instead, e.g. linear maps with known weights.
 
 All log-densities are in nats, summed over the event dims and shaped (B,).
 """
@@ -35,18 +35,17 @@ from torch import nn
 
 from genlab._validate import check_finite, check_tensor, choose
 from genlab.models.base import Batch, split_batch
+from genlab.models.coders import (
+    IMAGE_SIZES,
+    ConvDecoder,
+    ConvEncoder,
+    MLPCoder,
+    _positive_int,
+    check_data_shape,
+    check_image_shape,
+)
 
-__all__ = [
-    "IMAGE_SIZES",
-    "LIKELIHOODS",
-    "VAE",
-    "ConvDecoder",
-    "ConvEncoder",
-    "MLPCoder",
-    "check_data_shape",
-    "check_image_shape",
-    "gaussian_kl",
-]
+__all__ = ["IMAGE_SIZES", "LIKELIHOODS", "VAE", "gaussian_kl"]
 
 #: observation models p(x | z) by name
 LIKELIHOODS: Mapping[str, str] = {
@@ -80,136 +79,6 @@ def _std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 def _diag_normal_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag exp(logvar)) summed over the last dim; broadcasts. (..., L) -> (...)."""
     return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(-1)
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-# --------------------------------------------------------------------------------------
-# Networks
-# --------------------------------------------------------------------------------------
-
-#: image sides the convolutional encoders and decoders support
-IMAGE_SIZES: tuple[int, ...] = (8, 16, 32)
-#: side of the smallest grid of the flat convolutional encoder / decoder
-_BOTTOM = 4
-
-
-def check_data_shape(data_shape: object, name: str = "data_shape") -> tuple[int, ...]:
-    """Return ``data_shape`` as a tuple: (D,) for vectors or (C, H, W) for images."""
-    if isinstance(data_shape, int) and not isinstance(data_shape, bool):
-        data_shape = (data_shape,)
-    if not isinstance(data_shape, Sequence) or isinstance(data_shape, str):
-        raise ValueError(f"{name} must be a tuple (D,) or (C, H, W), got {data_shape!r}")
-    shape = tuple(data_shape)
-    if len(shape) not in (1, 3):
-        raise ValueError(
-            f"{name} must be (D,) for vectors or (C, H, W) for images, got {shape!r} "
-            f"({len(shape)} dims); flatten other data to (D,)"
-        )
-    for d in shape:
-        _positive_int(d, f"every entry of {name}")
-    return shape
-
-
-def check_image_shape(data_shape: tuple[int, ...], name: str = "data_shape") -> tuple[int, int, int]:
-    """Require a square image shape (C, H, H) with H in :data:`IMAGE_SIZES`."""
-    if len(data_shape) != 3:
-        raise ValueError(f"{name} must be an image shape (C, H, W) for the conv networks, got {data_shape!r}")
-    c, h, w = data_shape
-    if h != w or h not in IMAGE_SIZES:
-        sizes = ", ".join(str(s) for s in IMAGE_SIZES)
-        raise ValueError(
-            f"{name}={data_shape!r}: the conv encoder/decoder need square images with H = W in "
-            f"{{{sizes}}}; got H={h}, W={w} (resize or pad the images, or flatten them to vectors)"
-        )
-    return c, h, w
-
-
-class MLPCoder(nn.Module):
-    """MLP ``in_dim -> hidden -> hidden -> out_dim`` (SiLU); flattens its input.
-
-    Shapes: x (B, *) with prod(*) = in_dim -> (B, out_dim).
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, hidden: int = 128) -> None:
-        super().__init__()
-        _positive_int(in_dim, "in_dim")
-        _positive_int(out_dim, "out_dim")
-        _positive_int(hidden, "hidden")
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, out_dim),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))  # (B, out_dim)
-
-
-def _levels(image_size: int) -> int:
-    """Number of stride-2 halvings from ``image_size`` down to the 4x4 bottom grid."""
-    return (image_size // _BOTTOM).bit_length() - 1
-
-
-class ConvEncoder(nn.Module):
-    """Conv encoder for square images: stride-2 convs down to 4x4, then a linear map.
-
-    Shapes: x (B, C, H, H) -> (B, out_dim). Channels double at every halving.
-    """
-
-    def __init__(self, data_shape: Sequence[int], out_dim: int, hidden: int = 32) -> None:
-        super().__init__()
-        c, h, _ = check_image_shape(tuple(data_shape))
-        _positive_int(out_dim, "out_dim")
-        _positive_int(hidden, "hidden")
-        layers: list[nn.Module] = [nn.Conv2d(c, hidden, 3, padding=1), nn.SiLU()]
-        ch = hidden
-        for _ in range(_levels(h)):
-            layers += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU()]
-            ch *= 2
-        self.conv = nn.Sequential(*layers)
-        self.head = nn.Linear(ch * _BOTTOM * _BOTTOM, out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv(x).flatten(1))  # (B, out_dim)
-
-
-class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoder`: a linear map to a 4x4 grid, then transposed convs.
-
-    Shapes: z (B, in_dim) -> (B, C, H, H) (unbounded outputs: means or logits).
-    """
-
-    def __init__(self, in_dim: int, data_shape: Sequence[int], hidden: int = 32) -> None:
-        super().__init__()
-        c, h, _ = check_image_shape(tuple(data_shape))
-        _positive_int(in_dim, "in_dim")
-        _positive_int(hidden, "hidden")
-        levels = _levels(h)
-        ch = hidden * 2**levels
-        self.bottom_channels = ch
-        self.head = nn.Linear(in_dim, ch * _BOTTOM * _BOTTOM)
-        layers: list[nn.Module] = [nn.SiLU()]
-        for _ in range(levels):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1), nn.SiLU()]
-            ch //= 2
-        layers.append(nn.Conv2d(ch, c, 3, padding=1))
-        self.conv = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.head(z).reshape(z.shape[0], self.bottom_channels, _BOTTOM, _BOTTOM)
-        return self.conv(h)  # (B, C, H, H)
-
-
-# --------------------------------------------------------------------------------------
-# VAE
-# --------------------------------------------------------------------------------------
 
 
 class VAE(nn.Module):

@@ -33,57 +33,16 @@ from torch import nn
 
 from genlab._validate import check_finite, check_tensor
 from genlab.models.base import Batch, split_batch
-from genlab.models.vae import check_data_shape, check_image_shape
+from genlab.models.coders import (
+    GridDecoder,
+    GridEncoder,
+    _check_factor,
+    _positive_int,
+    check_data_shape,
+    check_image_shape,
+)
 
-__all__ = ["GridDecoder", "GridEncoder", "VQVAE", "VectorQuantizer"]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _check_factor(downsample: object) -> int:
-    if downsample not in (2, 4) or isinstance(downsample, bool):
-        raise ValueError(f"downsample must be 2 or 4 (latent grid H/2 or H/4), got {downsample!r}")
-    return int(downsample)  # type: ignore[call-overload]
-
-
-class GridEncoder(nn.Module):
-    """Conv encoder to a latent grid. Shapes: (B, C, H, W) -> (B, code_dim, H/f, W/f)."""
-
-    def __init__(self, channels: int, code_dim: int, hidden: int = 32, downsample: int = 2) -> None:
-        super().__init__()
-        _positive_int(channels, "channels")
-        _positive_int(code_dim, "code_dim")
-        _positive_int(hidden, "hidden")
-        layers: list[nn.Module] = [nn.Conv2d(channels, hidden, 3, padding=1), nn.SiLU()]
-        for _ in range(_check_factor(downsample).bit_length() - 1):
-            layers += [nn.Conv2d(hidden, hidden, 4, stride=2, padding=1), nn.SiLU()]
-        layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(), nn.Conv2d(hidden, code_dim, 1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (B, code_dim, H/f, W/f)
-
-
-class GridDecoder(nn.Module):
-    """Mirror of :class:`GridEncoder`. Shapes: (B, code_dim, h, w) -> (B, C, f h, f w)."""
-
-    def __init__(self, channels: int, code_dim: int, hidden: int = 32, downsample: int = 2) -> None:
-        super().__init__()
-        _positive_int(channels, "channels")
-        _positive_int(code_dim, "code_dim")
-        _positive_int(hidden, "hidden")
-        layers: list[nn.Module] = [nn.Conv2d(code_dim, hidden, 3, padding=1), nn.SiLU()]
-        for _ in range(_check_factor(downsample).bit_length() - 1):
-            layers += [nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1), nn.SiLU()]
-        layers.append(nn.Conv2d(hidden, channels, 3, padding=1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)  # (B, C, H, W)
+__all__ = ["VQVAE", "VectorQuantizer"]
 
 
 class VectorQuantizer(nn.Module):
