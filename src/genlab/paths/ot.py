@@ -213,13 +213,8 @@ class OTCoupling(Coupling):
         cost = squared_distances(x0, x1)
         if self.method == "exact":
             return assignment(cost)
-        if self.method == "emd":
-            plan = ot_plan(cost, "emd")
-            perm = plan.argmax(0)  # a vertex of the uniform problem is a permutation / n
-            n = cost.shape[0]
-            if cost.shape == (n, n) and np.allclose(plan[perm, np.arange(n)], 1.0 / n):
-                return perm
-            return pairs_from_plan(plan, generator)
+        if self.method == "emd":  # a permutation plan gives back its permutation
+            return pairs_from_plan(ot_plan(cost, "emd"), generator)
         return pairs_from_plan(ot_plan(cost, "sinkhorn", self.reg), generator)
 
     def pair(
