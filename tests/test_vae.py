@@ -137,7 +137,7 @@ def test_bernoulli_log_likelihood_matches_closed_form() -> None:
         y = (x + 1) / 2
         expected = (y * p.log() + (1 - y) * (1 - p).log()).sum(1)
         assert torch.allclose(vae.log_likelihood(x, z), expected, atol=1e-12)
-        assert vae.sample(3, _gen(1)).abs().max() <= 1.0
+        assert vae.generate(3, _gen(1)).abs().max() <= 1.0
 
 
 def test_learned_std_enters_the_gaussian_likelihood() -> None:
@@ -234,7 +234,7 @@ def test_vqvae_prior_counts_codes_with_add_one_smoothing() -> None:
         for k in idx[:, pos]:
             counts[pos, k] += 1
     assert torch.allclose(log_probs, (counts / counts.sum(1, keepdim=True)).log(), atol=1e-6)
-    s1, s2 = model.sample(3, _gen(1)), model.sample(3, _gen(1))
+    s1, s2 = model.generate(3, _gen(1)), model.generate(3, _gen(1))
     assert s1.shape == (3, 1, 8, 8) and torch.equal(s1, s2)
 
 
@@ -338,6 +338,6 @@ def test_bad_inputs_raise_value_errors() -> None:
     with pytest.raises(ValueError, match="batch"):
         model.loss(torch.zeros(2, 3, 8, 8))
     with pytest.raises(ValueError, match="fit_prior"):
-        model.sample(2)
+        model.generate(2)
     with pytest.raises(ValueError, match="z_e"):
         model.quantizer(torch.zeros(2, 5, 4, 4))

@@ -12,7 +12,7 @@ from torch import nn
 from genlab.config import Config, ConfigError, DataConfig
 from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, load_mnist, make_toy
 from genlab.data.images import ImageDataset
-from genlab.models import CNF, DDPM, Diffusion, FlowMatching, RealNVP
+from genlab.models import CNF, DDPM, GAN, VAE, VQVAE, Diffusion, FlowMatching, RealNVP
 from genlab.networks import MLPConfig, TimeMLP, UNet, UNetConfig
 from genlab.paths import (
     BridgePath,
@@ -136,7 +136,9 @@ def build_coupling(cfg: Config, shape: tuple[int, ...]) -> Coupling:
             )
         noise_std = args.pop("noise_std", 0.0)
         try:
-            return DataCoupling(make_corruption(m.coupling, **args), noise_std)
+            corruption = make_corruption(m.coupling, **args)
+            _probe_corruption(corruption, shape)
+            return DataCoupling(corruption, noise_std)
         except ValueError as err:
             raise ConfigError(f"model.coupling_args: {err}") from None
     valid = [k for k in inspect.signature(factory).parameters if k != "source"]
@@ -150,6 +152,12 @@ def build_coupling(cfg: Config, shape: tuple[int, ...]) -> Coupling:
         return factory(source=source, **args)
     except ValueError as err:
         raise ConfigError(f"model.coupling_args: {err}") from None
+
+
+def _probe_corruption(corruption: Any, shape: tuple[int, ...]) -> None:
+    """Corrupt one blank image so that settings that do not fit the image size (a
+    super-resolution factor that does not divide it) fail before training starts."""
+    corruption(torch.zeros(1, *shape), torch.Generator().manual_seed(0))
 
 
 def _flow_matching(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
@@ -189,13 +197,173 @@ def _realnvp(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Mo
     return RealNVP(shape, cfg.model.flow_layers, cfg.model.flow_hidden)
 
 
-BUILDERS = {
+def _net_kind(cfg: Config, shape: tuple[int, ...], image_kinds: tuple[str, ...]) -> str:
+    """The configured network kind, checked against the data: mlp for vectors, one of
+    ``image_kinds`` for images."""
+    kind, family = cfg.model.net.kind, cfg.model.family
+    if len(shape) == 1:
+        if kind != "mlp":
+            raise ConfigError(
+                f"model.family={family} on vector data uses MLPs; set model.net.kind=mlp (got {kind})"
+            )
+        return kind
+    if kind not in image_kinds:
+        raise ConfigError(
+            f"model.family={family} on images of shape {shape} needs model.net.kind="
+            f"{' or '.join(image_kinds)} (got {kind})"
+        )
+    return kind
+
+
+def _vae(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    ae, net = cfg.model.ae, cfg.model.net
+    kind = _net_kind(cfg, shape, ("conv",))
+    return VAE(
+        shape,
+        ae.latent_dim,
+        net.width if kind == "mlp" else net.base_channels,
+        ae.likelihood,
+        ae.decoder_std,
+        1.0 if ae.beta is None else ae.beta,
+        iwae_k=ae.iwae_k,
+    )
+
+
+def _vqvae(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    ae = cfg.model.ae
+    if len(shape) != 3:
+        raise ConfigError(f"model.family=vqvae quantises image feature grids; the data have shape {shape}")
+    _net_kind(cfg, shape, ("conv",))
+    beta = 0.25 if ae.beta is None else ae.beta
+    return VQVAE(
+        shape,
+        ae.num_codes,
+        ae.code_dim,
+        cfg.model.net.base_channels,
+        ae.downsample,
+        beta,
+        ae.codebook_lr_scale,
+    )
+
+
+def _gan(cfg: Config, make_net: NetFactory, shape: tuple[int, ...], num_classes: int | None) -> nn.Module:
+    from genlab.networks.gan import (
+        ConvDiscriminator,
+        ConvGenerator,
+        MLPDiscriminator,
+        MLPGenerator,
+        StyleGenerator,
+    )
+
+    net, g = cfg.model.net, cfg.model.gan
+    kind = _net_kind(cfg, shape, ("conv", "style"))
+    classes = _classes(cfg, num_classes)
+    generator: nn.Module
+    if kind == "mlp":
+        generator = MLPGenerator(g.latent_dim, shape[0], net.width, net.depth, classes)
+        discriminator: nn.Module = MLPDiscriminator(shape[0], net.width, net.depth, classes)
+    else:
+        channels, size = shape[0], shape[1]
+        if kind == "style":
+            if classes is not None:
+                raise ConfigError(
+                    "model.net.kind=style has no label input; use kind=conv for a conditional GAN"
+                )
+            generator = StyleGenerator(g.latent_dim, channels, size, base=net.base_channels)
+        else:
+            generator = ConvGenerator(g.latent_dim, channels, size, net.base_channels, classes)
+        # the style generator collapses to a few images against a plain discriminator
+        # (FD ~800 on digits); the minibatch-std feature of StyleGAN's discriminator helps
+        discriminator = ConvDiscriminator(
+            channels, size, net.base_channels, classes, minibatch_std=kind == "style"
+        )
+    return GAN(
+        generator,
+        discriminator,
+        shape,
+        g.latent_dim,
+        g.loss,
+        g.loss_args,
+        g.n_critic,
+        g.clip,
+        g.gp_weight,
+        classes,
+    )
+
+
+def _pix2pix(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    from genlab.models.translation import Pix2Pix
+
+    net, g = cfg.model.net, cfg.model.gan
+    if len(shape) != 3:
+        raise ConfigError(f"model.family=pix2pix translates images; the data have shape {shape}")
+    _net_kind(cfg, shape, ("unet",))
+    args = dict(g.corruption_args)
+    noise_std = float(args.pop("noise_std", 0.0))
+    try:
+        corruption = make_corruption(g.corruption, **args)
+        _probe_corruption(corruption, shape)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model.gan.corruption_args: {err}") from None
+    return Pix2Pix(
+        shape,
+        corruption,
+        noise_std,
+        g.loss,
+        g.loss_args,
+        g.l1_weight,
+        net.base_channels,
+        len(net.channel_mults),
+    )
+
+
+def _cyclegan(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
+    from genlab.data.domains import TransformedImages
+    from genlab.models.translation import CycleGAN
+
+    net, g = cfg.model.net, cfg.model.gan
+    kind = _net_kind(cfg, shape, ("unet",))
+    image_domain = g.domain in ("inverted", "rotated")
+    if image_domain != (len(shape) == 3):
+        what = "an image transform (inverted, rotated)" if len(shape) == 3 else "a 2D toy data set"
+        raise ConfigError(f"model.gan.domain={g.domain} does not fit data of shape {shape}; give {what}")
+    if image_domain:
+        source: Any = TransformedImages(build_dataset(cfg.data), g.domain)
+        transform: str | None = g.domain
+    else:
+        if shape != (2,):
+            raise ConfigError(f"model.gan.domain={g.domain} gives 2D points but the data have shape {shape}")
+        source, transform = DataSource(make_toy(g.domain), g.domain), None
+    hidden = net.width if kind == "mlp" else net.base_channels
+    depth = net.depth if kind == "mlp" else len(net.channel_mults)
+    return CycleGAN(shape, source, g.loss, g.loss_args, g.cycle_weight, hidden, depth, transform)
+
+
+def _classes(cfg: Config, num_classes: int | None) -> int | None:
+    """The number of classes of a conditional model (None when unconditional)."""
+    if not cfg.model.net.class_conditional:
+        return None
+    if num_classes is None:
+        raise ConfigError(
+            "model.net.class_conditional=true needs a labelled data set (digits, mnist, cifar10)"
+        )
+    return num_classes
+
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "flow_matching": _flow_matching,
     "diffusion": _diffusion,
     "ddpm": _ddpm,
     "cnf": _cnf,
     "realnvp": _realnvp,
+    "vae": _vae,
+    "vqvae": _vqvae,
+    "gan": _gan,
+    "pix2pix": _pix2pix,
+    "cyclegan": _cyclegan,
 }
+#: builders that also take the number of classes of the data set
+LABELLED_BUILDERS = ("gan",)
 
 
 def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = None) -> nn.Module:
@@ -212,7 +380,10 @@ def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = N
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         try:
-            return BUILDERS[cfg.model.family](cfg, make_net, shape)
+            build = BUILDERS[cfg.model.family]
+            if cfg.model.family in LABELLED_BUILDERS:
+                return build(cfg, make_net, shape, num_classes)
+            return build(cfg, make_net, shape)
         except ConfigError:
             raise
         except ValueError as err:
@@ -222,7 +393,7 @@ def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = N
 #: discrete levels of the image data sets (for dequantisation and bits per dimension)
 IMAGE_LEVELS = {"digits": 17, "mnist": 256, "cifar10": 256}
 #: families trained by maximum likelihood: on discrete images they see dequantised batches
-LIKELIHOOD_TRAINED = ("cnf", "realnvp")
+LIKELIHOOD_TRAINED = ("cnf", "realnvp", "vae")
 
 
 def training_sampler(cfg: Config, dataset: Any) -> Callable[[int, torch.Generator], Any]:

@@ -17,11 +17,17 @@ EXIT_INTERRUPTED = 130
 
 
 #: the packaged config each demo family trains
-DEMO_CONFIGS = {"flow_matching": "moons", "diffusion": "moons_diffusion", "ddpm": "moons_ddpm"}
+DEMO_CONFIGS = {
+    "flow_matching": "moons",
+    "diffusion": "moons_diffusion",
+    "ddpm": "moons_ddpm",
+    "vae": "moons_vae",
+    "gan": "moons_gan",
+}
 
 
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", default=None, help="ode|extension|ddim|dpm|em|pc|ald|ddpm")
+    p.add_argument("--sampler", default=None, help="ode|extension|ddim|dpm|em|pc|ald|ddpm|direct")
     p.add_argument("--solver", default=None, help="ODE solver: euler|midpoint|heun|rk4|dopri5")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -30,6 +36,12 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snr", type=float, default=None, help="pc: corrector signal-to-noise ratio")
     p.add_argument("--label", type=int, default=None, help="class-conditional runs: class k (-1: none)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale w >= 0")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        choices=["last", "best"],
+        help="weights to sample: the last checkpoint or the best evaluation (train.eval_every > 0)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,6 +106,7 @@ def _options(args: argparse.Namespace) -> dict[str, float | None]:
         "snr": args.snr,
         "label": args.label,
         "guidance": args.guidance,
+        "checkpoint": args.checkpoint,
     }
 
 
@@ -152,9 +165,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"(fd uses the penultimate features of a digits classifier, test accuracy {acc:.3f})")
     if "nll_unit" in result:
         print(f"(nll in {result['nll_unit']}; its floor is the true NLL when the density is known)")
+    if "nll_estimate" in result:
+        print(f"(nll: {result['nll_estimate']})")
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     if args.figures:
-        for path in reporting.make_figures(args.run_dir):
+        for path in reporting.make_figures(args.run_dir, checkpoint=args.checkpoint):
             print(f"wrote {path}")
     return 0
 
@@ -184,7 +199,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     how = f"the {result['sampler']} sampler" + (
         f" ({result['solver']})" if result["sampler"] == "ode" else ""
     )
-    print(f"samples: {result['n']} with {how}, {result['steps']} steps (NFE {result['nfe']}), EMA weights")
+    weights = "EMA" if result["ema"] else "raw"
+    nfe = result["nfe"]
+    print(f"samples: {result['n']} with {how}, {result['steps']} steps (NFE {nfe}), {weights} weights")
     print(reporting.format_table(result))
     print("(floor = the same metric between two independent samples of the true data)")
     print()

@@ -31,6 +31,13 @@ class Conditioning:
     truth: torch.Tensor | None = None  # (n, *D) the clean images behind x0
 
 
+def model_classes(model: Any) -> int | None:
+    """The number of classes of a class-conditional model (its network's, or its own
+    ``num_classes`` for the one-pass families), else None."""
+    k = getattr(model, "num_classes", None)
+    return int(k) if isinstance(k, int) else num_classes(getattr(model, "net", None))
+
+
 def held_out_images(run: Any, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """n clean images the model did not train on and their labels: the test split in order
     (cycled when n is larger), or draws from the training set for a run trained on its test
@@ -54,7 +61,7 @@ def run_conditioning(
     cfg, model = run.cfg, run.model
     label = cfg.sample.label if label is None else label
     guidance = cfg.sample.guidance if guidance is None else guidance
-    k = num_classes(getattr(model, "net", None))
+    k = model_classes(model)
     cond = Conditioning()
     if k is None:
         if label is not None or guidance is not None:

@@ -32,7 +32,7 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
-    kind: str = "mlp"  # mlp (vectors) or unet (images)
+    kind: str = "mlp"  # mlp (vectors), unet (images); vae/gan images: conv, style (GAN generator)
     width: int = 256  # mlp: hidden width
     depth: int = 4  # mlp: number of hidden layers
     activation: str = "silu"  # mlp: silu, relu, gelu, tanh, elu, softplus
@@ -47,8 +47,36 @@ class NetConfig:
 
 
 @dataclass
+class AutoencoderConfig:
+    latent_dim: int | None = None  # vae: size of z (None: 2 for vectors, 16 for images)
+    likelihood: str = "gaussian"  # vae: gaussian or bernoulli (binarised images)
+    decoder_std: float | None = None  # vae: fixed std of the Gaussian decoder (None: learned)
+    beta: float | None = None  # vae: KL weight (None: 1); vqvae: commitment weight (None: 0.25)
+    iwae_k: int = 64  # vae: importance samples of the NLL estimate (metric nll)
+    num_codes: int = 32  # vqvae: codebook size K
+    code_dim: int = 16  # vqvae: dimension of a code
+    downsample: int = 2  # vqvae: the code grid is (H / downsample) x (W / downsample)
+    codebook_lr_scale: float = 10.0  # vqvae: learning-rate multiplier of the codebook
+
+
+@dataclass
+class GANConfig:
+    loss: str = "nonsaturating"  # minimax, nonsaturating, lsgan, wgan, wgan-gp
+    loss_args: dict[str, float] = field(default_factory=dict)  # lsgan: {a: 0, b: 1, c: 1}
+    latent_dim: int = 32  # size of z
+    n_critic: int = 1  # discriminator updates per generator update (wgan: 5)
+    clip: float = 0.01  # wgan: critic weights clamped to [-clip, clip]
+    gp_weight: float = 10.0  # wgan-gp: gradient-penalty weight lambda
+    l1_weight: float = 100.0  # pix2pix: weight of the L1 term
+    cycle_weight: float = 10.0  # cyclegan: weight of the cycle-consistency term
+    corruption: str = "superres"  # pix2pix: input made from the target (superres, inpaint, denoise)
+    corruption_args: dict[str, int | float | str] = field(default_factory=dict)  # {factor: 2}
+    domain: str = "inverted"  # cyclegan: domain A, a 2D toy set or inverted / rotated images
+
+
+@dataclass
 class ModelConfig:
-    family: str = "flow_matching"  # flow_matching, diffusion (score SDE), ddpm, cnf, realnvp
+    family: str = "flow_matching"  # flow_matching, diffusion, ddpm, cnf, realnvp, vae, vqvae, gan, ...
     path: str = "linear"  # flow matching: linear, ot, vp, ve, cosine, polynomial, ddpm
     path_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_min: 0.01}
     prediction: str | None = None  # network output: velocity, x0, x1, score (None: family default)
@@ -69,6 +97,8 @@ class ModelConfig:
     label_dropout: float = 0.1  # class-conditional nets: probability of the "no label" token (guidance)
     reflow_pairs: str | None = None  # flow matching: train on the pairs file `genlab reflow` wrote
     net: NetConfig = field(default_factory=NetConfig)  # velocity / score network (not realnvp)
+    ae: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # vae, vqvae
+    gan: GANConfig = field(default_factory=GANConfig)  # gan, pix2pix, cyclegan
 
 
 @dataclass
@@ -76,7 +106,9 @@ class TrainConfig:
     steps: int = 5000  # optimisation steps
     batch_size: int = 256  # samples per step
     lr: float = 1e-3  # peak learning rate
-    optimizer: str = "adam"  # adam or adamw
+    optimizer: str = "adam"  # adam, adamw or rmsprop (the original WGAN)
+    betas: tuple[float, ...] = (0.9, 0.999)  # adam / adamw (GANs: 0.5, 0.999)
+    d_lr: float | None = None  # adversarial families: discriminator lr (None: train.lr)
     weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
     warmup_steps: int = 100  # linear warm-up: lr * (step + 1) / warmup_steps
     grad_clip: float | None = 1.0  # max global gradient norm (None: no clipping)
@@ -86,6 +118,9 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps between periodic checkpoints
     keep_checkpoints: int = 3  # periodic checkpoints kept (the final one always stays)
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    eval_every: int = 0  # steps between evaluations keeping the best weights in best/ (0: never)
+    eval_metric: str | None = None  # lower is better: w2, mmd, fd (None: fd for digits, else w2)
+    eval_n: int = 500  # samples per evaluation during training
 
 
 @dataclass
@@ -95,6 +130,7 @@ class SampleConfig:
     steps: int = 50  # uniform steps on [0, 1] (output times for dopri5)
     n: int = 2000  # samples drawn by `genlab sample` / eval
     use_ema: bool = True  # sample with the EMA weights
+    checkpoint: str = "last"  # last, or best (the best evaluation during training; train.eval_every)
     seed: int = 1234  # sampling seed
     eta: float = 0.0  # ddim: 0 deterministic, 1 DDPM-like noise
     noise: float = 0.0  # extension sampler: constant diffusion coefficient sigma_t >= 0
@@ -291,7 +327,7 @@ def validate(cfg: Config) -> None:
     _check_choice("model.path", cfg.model.path, SCHEDULES)
     _check_choice("model.sde", cfg.model.sde, SDES)
     _check_choice("model.weighting", cfg.model.weighting, ["sigma2", "likelihood", "none"])
-    if cfg.model.prediction is not None and cfg.model.family != "realnvp":  # realnvp: unused
+    if cfg.model.prediction is not None and cfg.model.family not in PREDICTION_FREE:
         valid = ["velocity", "x0", "x1"] + (["score"] if cfg.model.family == "diffusion" else [])
         if cfg.model.family == "ddpm":
             valid = ["x0"]
@@ -314,8 +350,16 @@ def validate(cfg: Config) -> None:
     _check_min("sample.snr", cfg.sample.snr, 0.0, strict=True)
     if not 0.0 <= cfg.sample.eta <= 1.0:
         raise ConfigError(f"sample.eta must be in [0, 1], got {cfg.sample.eta}")
-    _check_choice("model.net.kind", cfg.model.net.kind, ["mlp", "unet"])
-    _check_choice("train.optimizer", cfg.train.optimizer, ["adam", "adamw"])
+    _check_choice("model.net.kind", cfg.model.net.kind, ["mlp", "unet", "conv", "style"])
+    _check_choice("train.optimizer", cfg.train.optimizer, ["adam", "adamw", "rmsprop"])
+    if len(cfg.train.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.train.betas):
+        raise ConfigError(f"train.betas must be two numbers in [0, 1), got {list(cfg.train.betas)}")
+    _check_min("train.d_lr", cfg.train.d_lr, 0.0, strict=True)
+    _check_min("train.eval_every", cfg.train.eval_every, 0)
+    _check_min("train.eval_n", cfg.train.eval_n, 2)
+    if cfg.train.eval_metric is not None:
+        _check_choice("train.eval_metric", cfg.train.eval_metric, ["w2", "mmd", "fd"])
+    _check_choice("sample.checkpoint", cfg.sample.checkpoint, ["last", "best"])
     _check_choice("sample.solver", cfg.sample.solver, SOLVERS)
     for key, value in [
         ("train.steps", cfg.train.steps),
@@ -340,6 +384,40 @@ def validate(cfg: Config) -> None:
     for name in cfg.eval.metrics:
         _check_choice("eval.metrics", name, [*SAMPLE_METRICS, *RUN_METRICS])
     _validate_couplings(cfg)
+    _validate_latent_families(cfg)
+
+
+#: families whose networks predict no path quantity (model.prediction does not apply)
+PREDICTION_FREE = ("realnvp", "vae", "vqvae", "gan", "pix2pix", "cyclegan")
+
+
+def _validate_latent_families(cfg: Config) -> None:
+    """Ranges and names of the VAE / VQ-VAE (model.ae) and GAN (model.gan) settings."""
+    from genlab.data import TOY_DATASETS
+    from genlab.models.gan_losses import GAN_LOSSES
+    from genlab.paths import CORRUPTIONS
+
+    ae, gan = cfg.model.ae, cfg.model.gan
+    _check_min("model.ae.latent_dim", ae.latent_dim, 1)
+    _check_choice("model.ae.likelihood", ae.likelihood, ["gaussian", "bernoulli"])
+    _check_min("model.ae.decoder_std", ae.decoder_std, 0.0, strict=True)
+    _check_min("model.ae.beta", ae.beta, 0.0)
+    _check_min("model.ae.iwae_k", ae.iwae_k, 1)
+    _check_min("model.ae.num_codes", ae.num_codes, 2)
+    _check_min("model.ae.code_dim", ae.code_dim, 1)
+    _check_choice("model.ae.downsample", str(ae.downsample), ["2", "4"])
+    _check_min("model.ae.codebook_lr_scale", ae.codebook_lr_scale, 0.0, strict=True)
+    if ae.likelihood == "bernoulli" and ae.decoder_std is not None:
+        raise ConfigError("model.ae.decoder_std applies to model.ae.likelihood=gaussian only")
+    _check_choice("model.gan.loss", gan.loss, GAN_LOSSES)
+    _check_min("model.gan.latent_dim", gan.latent_dim, 1)
+    _check_min("model.gan.n_critic", gan.n_critic, 1)
+    _check_min("model.gan.clip", gan.clip, 0.0, strict=True)
+    _check_min("model.gan.gp_weight", gan.gp_weight, 0.0, strict=True)
+    _check_min("model.gan.l1_weight", gan.l1_weight, 0.0)
+    _check_min("model.gan.cycle_weight", gan.cycle_weight, 0.0)
+    _check_choice("model.gan.corruption", gan.corruption, CORRUPTIONS)
+    _check_choice("model.gan.domain", gan.domain, ["inverted", "rotated", *TOY_DATASETS])
 
 
 #: metrics computed from a run rather than from two sample sets (see runs.evaluate)

@@ -7,16 +7,17 @@ from typing import Any
 
 import torch
 
-from genlab.conditioning import run_conditioning
+from genlab.conditioning import model_classes, run_conditioning
 from genlab.data.images import ImageDataset
 from genlab.runs import Run, generate, load_run
 
 
-def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
-    """Samples vs data, trajectories, vector field, the path as a GIF, the loss curve."""
+def make_figures(run_dir: str | Path, n: int = 2000, checkpoint: str | None = None) -> list[Path]:
+    """Samples vs data, trajectories, vector field, the path as a GIF, the loss curve;
+    reconstructions and latent interpolations for autoencoders."""
     from genlab import viz
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, checkpoint=checkpoint)
     fig_dir = run.run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     written: list[Path] = []
@@ -25,6 +26,7 @@ def make_figures(run_dir: str | Path, n: int = 2000) -> list[Path]:
         written.append(Path(viz.plot_loss_curve(metrics_file, fig_dir / "loss.png")))
     if isinstance(run.dataset, ImageDataset):
         written += _conditional_figures(run, fig_dir)
+        written += _autoencoder_figures(run, fig_dir)
         x = generate(run, 64).x
         written.append(Path(viz.plot_image_grid(x, fig_dir / "samples.png", title="samples")))
         written.append(
@@ -71,7 +73,6 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
     class-conditional one (with the configured guidance)."""
     from genlab import viz
     from genlab.conditioning import Conditioning
-    from genlab.samplers.guidance import num_classes
 
     if getattr(run.model, "starts_from_inputs", False):
         draws = []
@@ -82,7 +83,7 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
         samples = torch.stack([x for _, x in draws])  # (3, 12, C, H, W)
         out = fig_dir / "inputs_samples_truth.png"
         return [Path(viz.plot_conditional_samples(first.x0, samples, first.truth, out))]
-    k = num_classes(getattr(run.model, "net", None))
+    k = model_classes(run.model)
     if k is None:
         return []
     per = 8
@@ -92,6 +93,42 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
     x = generate(run, k * per, cond=cond).x
     title = "one class per row" + (f", guidance w = {cond.guidance:g}" if cond.guidance is not None else "")
     return [Path(viz.plot_image_grid(x, fig_dir / "samples_by_class.png", nrow=per, title=title))]
+
+
+def _autoencoder_figures(run: Run, fig_dir: Path) -> list[Path]:
+    """Held-out images above their reconstructions (VAE, VQ-VAE) and decoded straight lines
+    between the posterior means of held-out pairs (VAE)."""
+    from genlab import viz
+    from genlab.conditioning import held_out_images
+
+    model: Any = run.model
+    if not hasattr(model, "reconstruct"):
+        return []
+    images, _ = held_out_images(run, 24, torch.Generator().manual_seed(run.cfg.sample.seed))
+    with torch.no_grad():
+        recon = model.reconstruct(images[:12])
+    grid = torch.cat([images[:12], recon])
+    written = [
+        Path(
+            viz.plot_image_grid(
+                grid, fig_dir / "reconstructions.png", nrow=12, title="held-out digits (top), reconstructions"
+            )
+        )
+    ]
+    if hasattr(model, "interpolate"):
+        steps = 10
+        rows = [model.interpolate(images[12 + 2 * i], images[13 + 2 * i], steps) for i in range(6)]
+        written.append(
+            Path(
+                viz.plot_image_grid(
+                    torch.cat(rows),
+                    fig_dir / "latent_interpolation.png",
+                    nrow=steps,
+                    title="decoded along the line between two posterior means",
+                )
+            )
+        )
+    return written
 
 
 def format_table(result: dict[str, Any]) -> str:

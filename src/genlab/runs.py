@@ -25,7 +25,7 @@ from genlab.models.base import Solution
 from genlab.training.atomic import atomic_write_json, atomic_write_text
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint
 from genlab.training.ema import EMA
-from genlab.training.trainer import Trainer, TrainResult
+from genlab.training.trainer import BEST_DIRNAME, Trainer, TrainResult, has_best
 
 
 def packaged_configs() -> list[str]:
@@ -83,8 +83,58 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     sampler = training_sampler(cfg, dataset)
-    trainer = Trainer(model, sampler, cfg.train, out, cfg.to_dict(), progress)
-    return trainer.fit(resume=resume)
+    evaluator = training_evaluator(cfg, dataset, model, out) if cfg.train.eval_every > 0 else None
+    trainer = Trainer(model, sampler, cfg.train, out, cfg.to_dict(), progress, evaluator)
+    result = trainer.fit(resume=resume)
+    if hasattr(model, "fit_prior"):  # VQ-VAE: the code prior, for the weights that will sample
+        _fit_code_prior(trainer, dataset)
+    return result
+
+
+def _fit_code_prior(trainer: Trainer, dataset: Any) -> None:
+    """Fit a VQ-VAE's code prior on the training images, with its weights and with the EMA
+    weights (each set of weights has its own encoder, hence its own code statistics), and
+    rewrite the final checkpoint with both."""
+    model: Any = trainer.model
+    images = dataset.images.to(next(model.parameters()).dtype)
+    was_training = model.training
+    model.eval()
+    model.fit_prior(images)
+    if trainer.ema is not None:
+        with trainer.ema.swapped():
+            model.fit_prior(images)
+            prior = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("prior_")}
+        trainer.ema.shadow.update(prior)
+    model.train(was_training)
+    trainer.save(keep=trainer.cfg.keep_checkpoints, pin=True)
+
+
+def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> Any:
+    """The score of a model's samples during training (``train.eval_metric``, lower is
+    better) against a fixed held-out reference: the digits test split, or fresh draws of a
+    2D set. Samples and reference use fixed seeds, so scores are comparable across steps."""
+    from genlab.metrics import compute_metrics
+
+    n = cfg.train.eval_n
+    image = isinstance(dataset, ImageDataset)
+    metric = cfg.train.eval_metric or ("fd" if cfg.data.name == "digits" else "w2")
+    if metric == "fd" and cfg.data.name != "digits":
+        raise ConfigError("train.eval_metric=fd (from the digits classifier) needs data.name=digits")
+    run = Run(cfg=cfg, model=model, dataset=dataset, step=0, run_dir=run_dir, ema=False)
+    ref = _reference(run, n, torch.Generator().manual_seed(2_000_003))[0]
+    cond = run_conditioning(run, n, gen=torch.Generator().manual_seed(cfg.sample.seed + 1))
+
+    def evaluate(current: Any) -> float:
+        run.model = current
+        x = generate(run, n, seed=cfg.sample.seed, cond=cond).x
+        if metric == "fd":
+            from genlab.metrics import frechet_digits_distance, get_digits_classifier
+
+            return float(frechet_digits_distance(x, ref, get_digits_classifier()[0]))
+        flat = x.flatten(1) if image else x
+        return float(compute_metrics(flat, ref.flatten(1), [metric])[metric])
+
+    return evaluate
 
 
 @dataclass
@@ -99,13 +149,26 @@ class Run:
     ema: bool  # whether the EMA weights are loaded
 
 
-def load_run(run_dir: str | Path, use_ema: bool = True) -> Run:
-    """Rebuild the model of ``run_dir`` from its latest checkpoint (EMA weights by default)."""
+def load_run(run_dir: str | Path, use_ema: bool | None = None, checkpoint: str | None = None) -> Run:
+    """Rebuild the model of ``run_dir`` from a checkpoint: ``checkpoint="last"`` (the latest)
+    or ``"best"`` (the best evaluation during training, ``train.eval_every``); by default the
+    run's ``sample.checkpoint``. EMA weights unless ``use_ema=False`` or ``sample.use_ema``
+    is false (a best checkpoint holds the weights that were evaluated)."""
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir)
     if "config" not in ckpt.meta:
         raise ConfigError(f"checkpoint {ckpt.path} has no config; it was not written by genlab train")
     cfg = build_config(ckpt.meta["config"])
+    checkpoint = checkpoint or cfg.sample.checkpoint
+    if checkpoint not in ("last", "best"):
+        raise ConfigError(f"--checkpoint must be last or best, got {checkpoint!r}")
+    if checkpoint == "best":
+        if not has_best(run_dir):
+            raise ConfigError(
+                f"{run_dir} has no best checkpoint; train with train.eval_every > 0 or use --checkpoint last"
+            )
+        ckpt = load_checkpoint(run_dir / BEST_DIRNAME)
+    use_ema = cfg.sample.use_ema if use_ema is None else use_ema
     dataset = build_dataset(cfg.data)
     model = build_model(cfg, data_shape(dataset), getattr(dataset, "num_classes", None))
     weights = "ema" if use_ema and "ema" in ckpt.tensors else "model"
@@ -189,6 +252,7 @@ def sample_to_file(
     sampler: str | None = None,
     label: int | None = None,
     guidance: float | None = None,
+    checkpoint: str | None = None,
     **options: Any,
 ) -> Path:
     """Write n samples to ``out``: ``.npy`` (array) or ``.png`` (scatter or image grid; for a
@@ -197,7 +261,7 @@ def sample_to_file(
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise ConfigError(f"--out must end in .npy or .png, got {out.name!r}")
-    run = load_run(run_dir)
+    run = load_run(run_dir, checkpoint=checkpoint)
     cond = run_conditioning(run, n, label, guidance)
     x = generate(run, n, solver, steps, seed, sampler=sampler, cond=cond, **options).x
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +301,7 @@ def evaluate(
     sampler: str | None = None,
     label: int | None = None,
     guidance: float | None = None,
+    checkpoint: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Metrics of generated samples against held-out data, each next to its floor.
@@ -250,7 +315,7 @@ def evaluate(
     from genlab.config import RUN_METRICS
     from genlab.metrics import SAMPLE_METRICS, compute_metrics
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, checkpoint=checkpoint)
     n = n or run.cfg.eval.n
     names = list(metrics or run.cfg.eval.metrics)
     for name in names:
@@ -283,6 +348,9 @@ def evaluate(
     extra: dict[str, Any] = {}
     if "nll" in names:
         values["nll"], floors["nll"], extra["nll_unit"] = _nll(run, ref)
+        if run.cfg.model.family == "vae":
+            k = run.cfg.model.ae.iwae_k
+            extra["nll_estimate"] = f"IWAE bound with K = {k}: an upper bound on the NLL"
     if "fd" in names:
         from genlab.metrics import digits_fd_floor, frechet_digits_distance, get_digits_classifier
 
@@ -312,6 +380,7 @@ def evaluate(
         "steps": steps or run.cfg.sample.steps,
         "nfe": sol.nfe,
         "ema": run.ema,
+        "checkpoint": checkpoint or run.cfg.sample.checkpoint,
         "guidance": cond.guidance,
         "label": label if label is not None else run.cfg.sample.label,
         "metrics": {k: {"value": values[k], "floor": floors.get(k)} for k in names},
@@ -321,7 +390,7 @@ def evaluate(
     return result
 
 
-LIKELIHOOD_FAMILIES = "flow_matching, diffusion, ddpm, cnf, realnvp"
+LIKELIHOOD_FAMILIES = "flow_matching, diffusion, ddpm, cnf, realnvp, vae (IWAE bound)"
 #: evaluation log-probs use the exact divergence up to this dimension, Hutchinson above
 EXACT_LOG_PROB_MAX_DIM = 16
 

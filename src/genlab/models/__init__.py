@@ -6,27 +6,37 @@ from genlab.models.base import GaussianPathModel, split_batch
 from genlab.models.cnf import CNF
 from genlab.models.diffusion import DDPM, Diffusion
 from genlab.models.flow_matching import FlowMatching
+from genlab.models.gan import GAN
+from genlab.models.latent import LatentModel
 from genlab.models.realnvp import RealNVP
+from genlab.models.translation import CycleGAN, Pix2Pix
 from genlab.models.vae import VAE, gaussian_kl
 from genlab.models.vqvae import VQVAE, VectorQuantizer
 
 #: model families by config name (``model.family``); each class lists its SAMPLERS.
-#: VAE / VQ-VAE and the GAN losses (``models.gan_losses``) are not families yet: the trainer's
-#: alternating updates and their builders come with the CLI integration.
 FAMILIES: dict[str, Any] = {
     "flow_matching": FlowMatching,
     "diffusion": Diffusion,
     "ddpm": DDPM,
     "cnf": CNF,
     "realnvp": RealNVP,
+    "vae": VAE,
+    "vqvae": VQVAE,
+    "gan": GAN,
+    "pix2pix": Pix2Pix,
+    "cyclegan": CycleGAN,
 }
 
 __all__ = [
     "CNF",
+    "CycleGAN",
     "DDPM",
     "FAMILIES",
     "Diffusion",
     "FlowMatching",
+    "GAN",
+    "LatentModel",
+    "Pix2Pix",
     "GaussianPathModel",
     "RealNVP",
     "VAE",

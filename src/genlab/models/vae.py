@@ -44,6 +44,7 @@ from genlab.models.coders import (
     check_data_shape,
     check_image_shape,
 )
+from genlab.models.latent import LatentModel
 
 __all__ = ["IMAGE_SIZES", "LIKELIHOODS", "VAE", "gaussian_kl"]
 
@@ -81,7 +82,7 @@ def _diag_normal_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tenso
     return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(-1)
 
 
-class VAE(nn.Module):
+class VAE(LatentModel):
     """Variational autoencoder with a diagonal Gaussian encoder; see the module docstring.
 
     Args:
@@ -95,6 +96,7 @@ class VAE(nn.Module):
             (``elbo``, ``iwae_bound``) always use beta = 1.
         encoder: optional module x -> (B, 2L) (means, then log-variances).
         decoder: optional module z -> (B, *data_shape) or (B, prod(data_shape)).
+        iwae_k: importance samples K of :meth:`log_prob` (the IWAE bound).
 
     >>> vae = VAE((2,), latent_dim=2, hidden=8)
     >>> vae.elbo(torch.randn(4, 2), torch.Generator().manual_seed(0)).shape
@@ -111,8 +113,10 @@ class VAE(nn.Module):
         beta: float = 1.0,
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
+        iwae_k: int = 64,
     ) -> None:
         super().__init__()
+        self.iwae_k = _positive_int(iwae_k, "iwae_k")
         self.data_shape = check_data_shape(data_shape)
         image = len(self.data_shape) == 3
         if latent_dim is None:
@@ -292,6 +296,14 @@ class VAE(nn.Module):
             log_w.append(log_joint - _diag_normal_log_prob(z, mu, logvar))
         return torch.logsumexp(torch.cat(log_w, 0), dim=0) - math.log(k)
 
+    def log_prob(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, k: int | None = None, **_: object
+    ) -> torch.Tensor:
+        """The IWAE_K lower bound on log p(x) in nats, (B,), with K = ``k`` or ``iwae_k``; its
+        negative is the NLL the likelihood tables report for a VAE (an upper bound on the true
+        NLL). ODE options (steps, divergence) do not apply and are ignored."""
+        return self.iwae_bound(x, self.iwae_k if k is None else k, generator)
+
     # -- training -----------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Negative beta-ELBO, averaged over the batch (one reparameterised draw per point).
@@ -316,8 +328,16 @@ class VAE(nn.Module):
 
     # -- generation ---------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n decoder means E[x | z] at z ~ N(0, I). -> (n, *data_shape)."""
+    def generate(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+        x0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """n decoder means E[x | z] at z ~ N(0, I). -> (n, *data_shape).
+
+        ``model.sample(n, generator=g)`` wraps this with the other families' interface."""
         n = _positive_int(n, "n")
         p = self._param()
         z = torch.randn((n, self.latent_dim), generator=generator, dtype=p.dtype, device=p.device)

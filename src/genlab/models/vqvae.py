@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ from genlab.models.coders import (
     check_data_shape,
     check_image_shape,
 )
+from genlab.models.latent import LatentModel
 
 __all__ = ["VQVAE", "VectorQuantizer"]
 
@@ -129,7 +131,7 @@ class VectorQuantizer(nn.Module):
         return float((self._counts(indices) > 0).double().mean())
 
 
-class VQVAE(nn.Module):
+class VQVAE(LatentModel):
     """VQ-VAE for square images with a per-position categorical prior; see the module docstring.
 
     Args:
@@ -139,6 +141,8 @@ class VQVAE(nn.Module):
         hidden: channels of the conv encoder / decoder.
         downsample: latent grid side h = H / downsample, 2 or 4.
         beta: commitment weight (0.25 in the paper), >= 0.
+        codebook_lr_scale: learning-rate multiplier of the codebook in :meth:`param_groups`
+            (the trainer's optimiser groups), > 0.
     """
 
     def __init__(
@@ -149,8 +153,14 @@ class VQVAE(nn.Module):
         hidden: int = 32,
         downsample: int = 2,
         beta: float = 0.25,
+        codebook_lr_scale: float = 10.0,
     ) -> None:
         super().__init__()
+        if isinstance(codebook_lr_scale, bool) or not isinstance(codebook_lr_scale, (int, float)):
+            raise ValueError(f"codebook_lr_scale must be a positive number, got {codebook_lr_scale!r}")
+        if not 0 < codebook_lr_scale < math.inf:
+            raise ValueError(f"codebook_lr_scale must be a positive number, got {codebook_lr_scale!r}")
+        self.codebook_lr_scale = float(codebook_lr_scale)
         self.data_shape = check_image_shape(check_data_shape(data_shape))
         _positive_int(hidden, "hidden")
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0 or math.isinf(beta):
@@ -170,6 +180,14 @@ class VQVAE(nn.Module):
     @property
     def num_codes(self) -> int:
         return self.quantizer.num_codes
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimiser groups: encoder and decoder at the base learning rate, the codebook at
+        ``codebook_lr_scale`` times it (``lr_scale``, read by the trainer)."""
+        codebook = list(self.quantizer.parameters())
+        ids = {id(p) for p in codebook}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": codebook, "lr_scale": self.codebook_lr_scale}]
 
     def _check_x(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         check_tensor(x, name)
@@ -257,6 +275,14 @@ class VQVAE(nn.Module):
         return idx.T.reshape(n, self.grid_size, self.grid_size)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode n code grids drawn from the per-position prior. -> (n, C, H, W)."""
+    def generate(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+        x0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decode n code grids drawn from the per-position prior. -> (n, C, H, W).
+
+        ``model.sample(n, generator=g)`` wraps this with the other families' interface."""
         return self.decode_indices(self.sample_indices(n, generator))

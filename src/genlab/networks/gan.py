@@ -255,6 +255,9 @@ class ConvDiscriminator(nn.Module):
     channels, each followed by LeakyReLU(0.2); features ``h`` (flattened 4x4 map) give
     ``l = w.h + b [+ e(y).h]`` (projection conditioning). ``batchnorm=True`` adds BatchNorm
     after the strided convs (plain GANs only: it breaks the per-sample gradient penalty).
+    ``minibatch_std=True`` appends the minibatch standard deviation (Karras et al. 2018: the
+    std over the batch of every feature, averaged to one number, as an extra 4x4 channel),
+    so that D can see a batch that lacks variety and G is pushed away from mode collapse.
     """
 
     def __init__(
@@ -264,6 +267,7 @@ class ConvDiscriminator(nn.Module):
         base: int = 64,
         num_classes: int | None = None,
         batchnorm: bool = False,
+        minibatch_std: bool = False,
     ) -> None:
         super().__init__()
         for value, name in ((channels, "channels"), (base, "base")):
@@ -280,7 +284,8 @@ class ConvDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2))
             ch *= 2
         self.features = nn.Sequential(*layers)
-        feat_dim = ch * 16
+        self.minibatch_std = bool(minibatch_std)
+        feat_dim = (ch + int(self.minibatch_std)) * 16
         self.head = nn.Linear(feat_dim, 1)
         self.label_embed = nn.Embedding(self.num_classes, feat_dim) if self.num_classes is not None else None
 
@@ -288,7 +293,11 @@ class ConvDiscriminator(nn.Module):
         s = self.image_size
         x = _check_batch(x, "x", (self.channels, s, s), "")
         _check_labels(y, self.num_classes, x.shape[0], "ConvDiscriminator")
-        h = self.features(x).flatten(1)  # (B, feat_dim)
+        h = self.features(x)  # (B, ch, 4, 4)
+        if self.minibatch_std:
+            spread = h.std(dim=0, unbiased=False).mean() if h.shape[0] > 1 else h.new_zeros(())
+            h = torch.cat([h, spread.expand(h.shape[0], 1, 4, 4)], dim=1)
+        h = h.flatten(1)  # (B, feat_dim)
         out = self.head(h).squeeze(1)
         if self.label_embed is not None and y is not None:
             out = out + (self.label_embed(y.long()).to(h) * h).sum(dim=1)

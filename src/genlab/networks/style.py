@@ -105,7 +105,8 @@ class StyleGenerator(nn.Module):
 
         w = mapping(z / rms(z))                      # mapping_layers x (Linear + LeakyReLU 0.2)
         h = const (4x4, learned); h = AdaIN(LReLU(conv(h) + s * noise), w)
-        h = AdaIN(LReLU(conv(upsample(h)) + s * noise), w)   # n = log2(S/4) times
+        h = AdaIN(LReLU(conv(upsample(h)) + s * noise), w)   # n = log2(S/4) times, each
+        h = AdaIN(LReLU(conv(h) + s * noise), w)             #   followed by a second block
         x = tanh(Conv1x1(h))
 
     Noise maps are drawn from the ``generator`` passed to :meth:`forward` (so the same seed
@@ -139,12 +140,20 @@ class StyleGenerator(nn.Module):
             mapping += [nn.Linear(dim, w_dim), nn.LeakyReLU(0.2)]
             dim = w_dim
         self.mapping = nn.Sequential(*mapping)
+        for layer in self.mapping:
+            # He initialisation for LeakyReLU(0.2): w keeps the scale of z through the layers
+            # (torch's default init shrinks the variance ~3x per layer, so after four layers w
+            # hardly depends on z and the generator collapses to one image)
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.zeros_(layer.bias)
         n = int(math.log2(self.image_size // 4))
         ch = base * 2**n
         self.const = nn.Parameter(torch.randn(1, ch, 4, 4))
         blocks = [_StyleBlock(ch, ch, w_dim, upsample=False)]
-        for _ in range(n):
+        for _ in range(n):  # two styled convolutions per resolution, as in StyleGAN
             blocks.append(_StyleBlock(ch, ch // 2, w_dim, upsample=True))
+            blocks.append(_StyleBlock(ch // 2, ch // 2, w_dim, upsample=False))
             ch //= 2
         self.blocks = nn.ModuleList(blocks)
         self.to_image = nn.Conv2d(ch, channels, 1)

@@ -1,9 +1,16 @@
-"""One training loop for every model: it only calls ``model.loss(batch, generator)``.
+"""One training loop for every model: it calls ``model.loss(batch, generator)``, or, for the
+adversarial families (:class:`~genlab.models.adversarial.AdversarialModel`), alternates
+``n_critic`` discriminator updates with one generator update, each player with its own
+optimiser.
 
-Features: Adam / AdamW, linear learning-rate warm-up, global gradient-norm clipping, EMA of
+Features: Adam / AdamW / RMSProp, linear learning-rate warm-up, global gradient-norm clipping, EMA of
 the weights, a progress bar, ``metrics.jsonl`` and TensorBoard scalars, periodic and final
 checkpoints, exact resume (weights, EMA, optimiser state, step and both random streams, so
 a resumed run continues bit for bit), and a checkpoint on Ctrl-C so nothing is lost.
+Diagnostics that a loss returns besides ``"loss"`` (KL, perplexity, critic outputs, ...)
+are averaged over the logging window into ``metrics.jsonl``. With an ``evaluator`` the
+sampling weights are scored every ``eval_every`` steps and the best ones kept in
+``RUN_DIR/best/`` (GANs often degrade late in training).
 
 Randomness: two explicit generators seeded from ``cfg.seed``, one for the data order
 (``sample_batch``) and one for the training noise (t, x_0 drawn inside ``loss``).
@@ -14,7 +21,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +31,22 @@ import torch
 from torch import nn
 
 from genlab.config import TrainConfig
-from genlab.training.checkpoint import load_checkpoint, save_checkpoint
+from genlab.models.adversarial import AdversarialModel
+from genlab.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from genlab.training.ema import EMA
 from genlab.training.optim_state import optimizer_state_from_tensors, optimizer_state_to_tensors
 from genlab.training.tensorboard import EventWriter
 
 BatchSampler = Callable[[int, torch.Generator], Any]
+#: scores a model's samples, lower is better (e.g. W2 to held-out data)
+Evaluator = Callable[[nn.Module], float]
 
 #: offset between the data-order seed and the training-noise seed
 NOISE_SEED_OFFSET = 1_000_003
+#: sub-directory of a run holding the checkpoint with the best evaluation score
+BEST_DIRNAME = "best"
+#: name of the single optimiser of a non-adversarial model
+MAIN = "main"
 
 
 class TrainingError(RuntimeError):
@@ -46,17 +61,39 @@ class TrainResult:
     run_dir: Path
 
 
-def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or AdamW with the configured learning rate and weight decay."""
+def make_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """Adam, AdamW (with ``cfg.betas``) or RMSProp at learning rate ``lr`` (default
+    ``cfg.lr``). ``params`` may be parameter groups with an ``lr_scale`` (e.g. a VQ-VAE's
+    codebook learns 10x faster); the scale multiplies the group's learning rate."""
+    lr = cfg.lr if lr is None else lr
+    groups = list(params)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    groups = [{**g, "lr_scale": float(g.get("lr_scale", 1.0)), "base_lr": lr} for g in groups]
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, weight_decay=cfg.weight_decay)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)  # type: ignore[arg-type]
 
 
-def warmup_lr(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up from lr / warmup_steps to lr over the first warmup_steps steps."""
+def warmup_lr(step: int, cfg: TrainConfig, lr: float | None = None) -> float:
+    """Linear warm-up from lr / warmup_steps to lr (default ``cfg.lr``) over the first
+    warmup_steps steps."""
+    lr = cfg.lr if lr is None else lr
     if cfg.warmup_steps <= 0:
-        return cfg.lr
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+        return lr
+    return lr * min(1.0, (step + 1) / cfg.warmup_steps)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
+    """Warm-up learning rate of every group at ``step``; returns the unscaled value."""
+    lr = cfg.lr
+    for group in optimizer.param_groups:
+        lr = warmup_lr(step, cfg, group.get("base_lr", cfg.lr))
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return lr
 
 
 class Trainer:
@@ -69,6 +106,8 @@ class Trainer:
         run_dir: where checkpoints, metrics.jsonl and TensorBoard files go.
         config: the whole resolved config, stored in every checkpoint.
         progress: show a tqdm progress bar.
+        evaluator: scores the sampling weights (EMA if kept), lower is better; called every
+            ``cfg.eval_every`` steps and at the end, the best weights go to ``RUN_DIR/best``.
     """
 
     def __init__(
@@ -79,8 +118,10 @@ class Trainer:
         run_dir: str | Path,
         config: dict[str, Any] | None = None,
         progress: bool = True,
+        evaluator: Evaluator | None = None,
     ) -> None:
-        if not hasattr(model, "loss"):
+        self.adversarial = isinstance(model, AdversarialModel)
+        if not self.adversarial and not hasattr(model, "loss"):
             raise ValueError("model must define loss(batch, generator) -> {'loss': tensor}")
         self.model = model
         self.sample_batch = sample_batch
@@ -88,28 +129,43 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.config = config or {}
         self.progress = progress
-        self.optimizer = make_optimizer(model.parameters(), cfg)
+        self.evaluator = evaluator
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        if self.adversarial:
+            players = model.player_parameters()  # type: ignore[union-attr]
+            d_lr = cfg.d_lr if cfg.d_lr is not None else cfg.lr
+            self.optimizers["d"] = make_optimizer(players["d"], cfg, d_lr)
+            self.optimizers["g"] = make_optimizer(players["g"], cfg)
+        else:
+            groups = model.param_groups() if hasattr(model, "param_groups") else model.parameters()
+            self.optimizers[MAIN] = make_optimizer(groups, cfg)
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.data_gen = torch.Generator().manual_seed(cfg.seed)
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + NOISE_SEED_OFFSET)
         self.step = 0
+        self.best: float = math.inf  # best evaluation score so far
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser of a non-adversarial model (adversarial ones: ``optimizers``)."""
+        return self.optimizers[MAIN] if MAIN in self.optimizers else self.optimizers["g"]
 
     # -- checkpoints ---------------------------------------------------------------------
     def save(self, keep: int | None = None, pin: bool = False) -> Path:
         """Write a checkpoint of everything needed to resume at ``self.step``."""
-        optim_tensors, optim_meta = optimizer_state_to_tensors(self.optimizer.state_dict())
         tensors: dict[str, dict[str, torch.Tensor]] = {
             "model": self.model.state_dict(),
-            "optim": optim_tensors,
             "rng": {"data": self.data_gen.get_state(), "noise": self.noise_gen.get_state()},
         }
+        meta: dict[str, Any] = {"config": self.config, "model_class": type(self.model).__name__}
+        for name, optimizer in self.optimizers.items():
+            optim_tensors, optim_meta = optimizer_state_to_tensors(optimizer.state_dict())
+            tensors[_optim_key(name)] = optim_tensors
+            meta[_optim_meta_key(name)] = optim_meta
         if self.ema is not None:
             tensors["ema"] = self.ema.state_dict()
-        meta = {
-            "config": self.config,
-            "optimizer": optim_meta,
-            "model_class": type(self.model).__name__,
-        }
+        if self.evaluator is not None:
+            meta["best_score"] = self.best if math.isfinite(self.best) else None
         return save_checkpoint(self.run_dir, self.step, tensors, meta, keep=keep, pin=pin)
 
     def restore(self) -> None:
@@ -125,9 +181,12 @@ class Trainer:
             self.model.load_state_dict(ckpt.tensors["model"])
             if self.ema is not None and "ema" in ckpt.tensors:
                 self.ema.load_state_dict(ckpt.tensors["ema"])
-            self.optimizer.load_state_dict(
-                optimizer_state_from_tensors(ckpt.tensors.get("optim", {}), ckpt.meta["optimizer"])
-            )
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(
+                    optimizer_state_from_tensors(
+                        ckpt.tensors.get(_optim_key(name), {}), ckpt.meta[_optim_meta_key(name)]
+                    )
+                )
         except (RuntimeError, KeyError, ValueError) as err:
             first = str(err).strip().splitlines()[0]
             raise TrainingError(
@@ -136,6 +195,8 @@ class Trainer:
         self.data_gen.set_state(ckpt.tensors["rng"]["data"])
         self.noise_gen.set_state(ckpt.tensors["rng"]["noise"])
         self.step = ckpt.step
+        best = ckpt.meta.get("best_score")
+        self.best = float(best) if best is not None else math.inf
 
     # -- the loop --------------------------------------------------------------------------
     def _truncate_metrics(self, path: Path) -> None:
@@ -146,6 +207,65 @@ class Trainer:
             ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step
         ]
         path.write_text("".join(line + "\n" for line in keep))
+
+    def _update(self, name: str, loss: torch.Tensor, params: list[nn.Parameter], what: str) -> float:
+        """One optimiser step of ``name`` on ``loss``; returns the gradient norm."""
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"{what} is {float(loss.detach())} at step {self.step + 1}; lower train.lr "
+                f"(now {self.cfg.lr}) or check the data for extreme values"
+            )
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        optimizer.step()
+        return grad_norm
+
+    def _train_step(self, params: dict[str, list[nn.Parameter]]) -> tuple[dict[str, float], float, float]:
+        """One training step: (scalars to log, gradient norm, learning rate)."""
+        lr = self.cfg.lr
+        for optimizer in self.optimizers.values():
+            lr = _set_lr(optimizer, self.step, self.cfg)
+        model: Any = self.model
+        if not self.adversarial:
+            batch = self.sample_batch(self.cfg.batch_size, self.data_gen)
+            out = model.loss(batch, self.noise_gen)
+            grad_norm = self._update(MAIN, out["loss"], params[MAIN], "loss")
+            return _scalars(out), grad_norm, lr
+        d_records = []
+        for _ in range(model.n_critic):
+            batch = self.sample_batch(self.cfg.batch_size, self.data_gen)
+            d_out = model.d_loss(batch, self.noise_gen)
+            self._update("d", d_out["loss"], params["d"], "the discriminator loss")
+            model.after_d_step()
+            d_records.append(_scalars(d_out))
+        g_out = model.g_loss(batch, self.noise_gen)
+        grad_norm = self._update("g", g_out["loss"], params["g"], "the generator loss")
+        record = {k: sum(r[k] for r in d_records) / len(d_records) for k in d_records[0]}
+        record["d_loss"] = record.pop("loss")
+        record.update({f"g_{k}" if k == "loss" else k: v for k, v in _scalars(g_out).items()})
+        record["loss"] = record["g_loss"]
+        return record, grad_norm, lr
+
+    def _evaluate(self, tb: EventWriter, log: Any) -> None:
+        """Score the sampling weights; keep them in RUN_DIR/best when they are the best."""
+        assert self.evaluator is not None
+        was_training = self.model.training
+        with self.ema.swapped() if self.ema is not None else nullcontext():
+            score = float(self.evaluator(self.model))
+            improved = math.isfinite(score) and score < self.best
+            if improved:
+                self.best = score
+                meta = {"config": self.config, "model_class": type(self.model).__name__, "score": score}
+                weights = {"model": self.model.state_dict()}
+                save_checkpoint(self.run_dir / BEST_DIRNAME, self.step, weights, meta, keep=1)
+        self.model.train(was_training)
+        record = {"step": self.step, "eval": score, "best": self.best}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        tb.add_scalars({"eval/score": score, "eval/best": self.best}, self.step)
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train up to ``cfg.steps`` steps (continuing from the last checkpoint if resume)."""
@@ -158,9 +278,14 @@ class Trainer:
         elif metrics_path.exists():
             metrics_path.unlink()
         start = self.step
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-        window: list[float] = []
+        if self.adversarial:
+            params = {
+                name: [p for p in group if p.requires_grad]
+                for name, group in self.model.player_parameters().items()
+            }  # type: ignore[operator]
+        else:
+            params = {MAIN: [p for p in self.model.parameters() if p.requires_grad]}
+        window: list[dict[str, float]] = []
         last_loss = float("nan")
         t_start = t_window = time.perf_counter()
         bar = _progress(cfg.steps, start, self.progress)
@@ -168,42 +293,27 @@ class Trainer:
         try:
             with EventWriter(self.run_dir / "tb") as tb, metrics_path.open("a") as log:
                 while self.step < cfg.steps:
-                    lr = warmup_lr(self.step, cfg)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    batch = self.sample_batch(cfg.batch_size, self.data_gen)
-                    loss = self.model.loss(batch, self.noise_gen)["loss"]  # type: ignore[operator]
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"loss is {float(loss.detach())} at step {self.step + 1}; "
-                            "lower train.lr "
-                            f"(now {cfg.lr}) or check the data for extreme values"
-                        )
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-                    self.optimizer.step()
+                    scalars, grad_norm, lr = self._train_step(params)
                     if self.ema is not None:
                         self.ema.update()
                     self.step += 1
-                    window.append(float(loss.detach()))
+                    window.append(scalars)
                     bar.update(1)
                     if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                         now = time.perf_counter()
                         rate = len(window) / max(now - t_window, 1e-9)
-                        last_loss = sum(window) / len(window)
-                        record = {
-                            "step": self.step,
-                            "loss": last_loss,
-                            "lr": lr,
-                            "grad_norm": grad_norm,
-                            "steps_per_s": rate,
-                        }
+                        means = {k: sum(r[k] for r in window) / len(window) for k in window[0]}
+                        last_loss = means["loss"]
+                        record = {"step": self.step, **means, "lr": lr, "grad_norm": grad_norm}
+                        record["steps_per_s"] = rate
                         log.write(json.dumps(record) + "\n")
                         log.flush()
                         tb.add_scalars({f"train/{k}": v for k, v in record.items() if k != "step"}, self.step)
                         bar.set_postfix(loss=f"{last_loss:.4f}", it_s=f"{rate:.0f}")
                         window, t_window = [], now
+                    if self.evaluator is not None and cfg.eval_every > 0:
+                        if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                            self._evaluate(tb, log)
                     if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                         self.save(keep=cfg.keep_checkpoints)
         except KeyboardInterrupt:
@@ -221,6 +331,25 @@ class Trainer:
             steps_per_s=done / elapsed if elapsed > 0 and done else 0.0,
             run_dir=self.run_dir,
         )
+
+
+def _optim_key(name: str) -> str:
+    """Checkpoint group of an optimiser's tensors ("optim" for a single optimiser)."""
+    return "optim" if name == MAIN else f"optim_{name}"
+
+
+def _optim_meta_key(name: str) -> str:
+    return "optimizer" if name == MAIN else f"optimizer_{name}"
+
+
+def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The scalar entries of a loss dict as floats (the loss and its diagnostics)."""
+    return {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+
+
+def has_best(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a best-by-evaluation checkpoint."""
+    return bool(list_checkpoints(Path(run_dir) / BEST_DIRNAME))
 
 
 class _NoBar:
