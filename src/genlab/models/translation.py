@@ -184,6 +184,7 @@ class Pix2Pix(AdversarialModel):
     """
 
     starts_from_inputs = True
+    takes_inputs = True
 
     def __init__(
         self,
@@ -322,6 +323,8 @@ class CycleGAN(AdversarialModel):
     >>> model.generate(5, torch.Generator().manual_seed(0)).shape
     torch.Size([5, 2])
     """
+
+    takes_inputs = True
 
     def __init__(
         self,
