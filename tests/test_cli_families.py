@@ -168,3 +168,21 @@ def test_best_and_last_checkpoints(tmp_path: Path, capsys) -> None:
 def test_bad_family_settings_give_one_line_errors(config, overrides, message, tmp_path, capsys) -> None:
     msg = _error(["train", config, *TINY, *overrides, "--out", str(tmp_path / "r"), "--no-progress"], capsys)
     assert message in msg
+
+
+@pytest.mark.parametrize("family", ["vae", "gan"])
+def test_demo_runs_the_vae_and_gan_families(family: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / family
+    args = [
+        "demo",
+        "--family",
+        family,
+        "train.steps=12",
+        "train.eval_every=6",
+        "eval.n=100",
+        "model.net.width=16",
+    ]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "the direct sampler" in text and "(NFE 1)" in text
+    assert (out / "figures" / "samples_vs_data.png").is_file()

@@ -286,6 +286,22 @@ def test_adain_matches_style_statistics():
 # --------------------------------------------------------------------------- networks
 
 
+def test_minibatch_std_sees_the_spread_of_the_batch():
+    torch.manual_seed(0)
+    d = ConvDiscriminator(1, 8, base=4, minibatch_std=True)
+    x = torch.randn(6, 1, 8, 8)
+    # identical samples: the extra channel is exactly 0, so scores equal those of a copy of D
+    # whose head ignores that channel
+    same = x[:1].repeat(6, 1, 1, 1)
+    plain = ConvDiscriminator(1, 8, base=4)
+    plain.load_state_dict({k: v for k, v in d.state_dict().items() if k != "head.weight"}, strict=False)
+    ch = d.head.weight.shape[1] // 16 - 1  # channels before the std channel
+    plain.head.weight.data.copy_(d.head.weight.data[:, : ch * 16])
+    assert torch.allclose(d(same), plain(same), atol=1e-6)
+    # a varied batch: the score of a sample depends on the rest of the batch
+    assert not torch.allclose(d(x)[:1], d(torch.cat([x[:1], same[1:]]))[:1])
+
+
 @pytest.mark.parametrize("size", [8, 16, 32])
 def test_conv_network_shapes(size):
     torch.manual_seed(0)

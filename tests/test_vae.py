@@ -288,7 +288,8 @@ def test_vqvae_training_lowers_the_loss(digits: torch.Tensor) -> None:
     before, after = _train(model, digits, 40, 2e-3, codebook_lr=2e-2)
     assert after < 0.8 * before, (before, after)
     out = model.loss(digits[:8])
-    assert set(out) == {"loss", "recon", "codebook", "commitment", "perplexity"}
+    assert set(out) == {"loss", "recon", "codebook", "commitment", "perplexity", "usage"}
+    assert 0 < float(out["usage"]) <= 1 and 1 <= float(out["perplexity"]) <= 16
 
 
 # --------------------------------------------------------------------------------------

@@ -219,8 +219,8 @@ class VQVAE(LatentModel):
         drawn with ``generator`` (data-dependent initialisation, against codes stranded
         near 0 while the encoder outputs drift away); after that the loss is deterministic.
 
-        Returns {"loss", "recon", "codebook", "commitment", "perplexity"}; all but "loss" are
-        detached diagnostics.
+        Returns {"loss", "recon", "codebook", "commitment", "perplexity", "usage"}; all but
+        "loss" are detached diagnostics (the trainer logs them).
         """
         x, _ = split_batch(batch)
         self._check_x(x, "batch")
@@ -237,6 +237,7 @@ class VQVAE(LatentModel):
             "codebook": codebook.detach(),
             "commitment": commitment.detach(),
             "perplexity": torch.tensor(self.quantizer.perplexity(indices)),
+            "usage": torch.tensor(self.quantizer.usage(indices)),
         }
 
     @torch.no_grad()
