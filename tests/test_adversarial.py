@@ -52,11 +52,13 @@ class _Counting(AdversarialModel):
 
     def d_loss(self, batch, generator=None):
         self.calls.append("d")
-        return {"loss": (self.d - 1.0) ** 2 + 0.0 * self.g, "d_diag": torch.tensor(1.0)}
+        # the cross term gives g a gradient that the generator's update must not see
+        return {"loss": (self.d - 1.0) ** 2 + 10.0 * self.g**2, "d_diag": torch.tensor(1.0)}
 
     def g_loss(self, batch, generator=None):
         self.calls.append("g")
-        return {"loss": (self.g + 1.0) ** 2 + self.d * 0.0}
+        self.g_seen = self.g.detach().clone()
+        return {"loss": (self.g + 1.0) ** 2 + 10.0 * self.d**2}
 
     def after_d_step(self) -> None:
         self.calls.append("after")
@@ -72,6 +74,9 @@ def test_trainer_alternates_n_critic_d_updates_with_one_g_update(tmp_path) -> No
     assert set(trainer.optimizers) == {"d", "g"}
     # each player moved towards its own optimum only: d -> 1, g -> -1
     assert float(model.d.detach()) > 0 and float(model.g.detach()) < 0
+    # the last generator update saw the gradient of g_loss alone: d/dg (g + 1)^2 = 2 (g + 1)
+    assert model.g.grad is not None
+    assert torch.allclose(model.g.grad, 2.0 * (model.g_seen + 1.0))
     record = [r for r in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
     assert '"d_loss"' in record and '"g_loss"' in record and '"d_diag"' in record
 
@@ -143,7 +148,7 @@ def test_gan_resume_is_bit_exact(tmp_path) -> None:
 
 
 def test_best_checkpoint_keeps_the_lowest_score_and_survives_resume(tmp_path) -> None:
-    scores = iter([3.0, 1.0, 2.0, 0.5])
+    scores = iter([3.0, 1.0, 2.0, 2.5, 0.5])
     snapshots: dict[float, dict[str, torch.Tensor]] = {}
 
     def evaluator(model) -> float:
@@ -160,12 +165,17 @@ def test_best_checkpoint_keeps_the_lowest_score_and_survives_resume(tmp_path) ->
     saved = best.tensors["model"]
     assert saved.keys() == snapshots[1.0].keys()
     assert all(torch.equal(saved[k], snapshots[1.0][k]) for k in saved)
-    # resuming restores the best score: a worse one (2.0 was already used) must not replace it
-    more = Trainer(
-        _gan(), _blobs, _cfg(steps=8, eval_every=2, ckpt_every=6), tmp_path, False, evaluator=evaluator
-    )
-    more.fit(resume=True)
-    assert more.best == 0.5 and load_checkpoint(tmp_path / BEST_DIRNAME).step == 8
+
+    # resuming restores the best score: 2.5 at step 8 is worse than the 1.0 of step 4 and must
+    # not replace it (it would if the resumed trainer had forgotten the best score)
+    def resume(steps: int) -> Trainer:
+        cfg = _cfg(steps=steps, eval_every=2, ckpt_every=6)
+        trainer = Trainer(_gan(), _blobs, cfg, tmp_path, False, evaluator=evaluator)
+        trainer.fit(resume=True)
+        return trainer
+
+    assert resume(8).best == 1.0 and load_checkpoint(tmp_path / BEST_DIRNAME).step == 4
+    assert resume(10).best == 0.5 and load_checkpoint(tmp_path / BEST_DIRNAME).step == 10
 
 
 def test_gan_losses_and_sampling_contract() -> None:
@@ -246,3 +256,44 @@ def test_non_finite_discriminator_loss_stops_with_a_message(tmp_path) -> None:
 
     with pytest.raises(TrainingError, match="the discriminator loss is nan at step 1"):
         Trainer(Diverged(1), lambda n, g: torch.zeros(n, 1), _cfg(), tmp_path, progress=False).fit()
+
+
+def test_resume_uses_the_configured_learning_rate(tmp_path) -> None:
+    Trainer(_gan(), _blobs, _cfg(steps=4, lr=1e-3), tmp_path, progress=False).fit()
+    resumed = Trainer(_gan(), _blobs, _cfg(steps=6, lr=1e-2, d_lr=2e-2), tmp_path, progress=False)
+    resumed.fit(resume=True)
+    assert resumed.optimizers["g"].param_groups[0]["lr"] == pytest.approx(1e-2)
+    assert resumed.optimizers["d"].param_groups[0]["lr"] == pytest.approx(2e-2)
+    records = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"lr"' in line]
+    assert '"lr": 0.01' in records[-1]
+
+
+def test_ctrl_c_inside_a_step_stops_at_its_end_and_resumes_bit_exactly(tmp_path) -> None:
+    import os
+    import signal
+
+    class Interrupting(GAN):
+        def d_loss(self, batch, generator=None):
+            out = super().d_loss(batch, generator)
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 5:  # the third step's first critic update (n_critic = 2)
+                os.kill(os.getpid(), signal.SIGINT)
+            return out
+
+    def build(cls):
+        torch.manual_seed(0)
+        return cls(MLPGenerator(4, 2, 16, 2), MLPDiscriminator(2, 16, 2), (2,), 4, "wgan", n_critic=2)
+
+    cfg = _cfg(steps=6, ckpt_every=100)
+    full = Trainer(build(GAN), _blobs, cfg, tmp_path / "a", progress=False)
+    full.fit()
+    broken = Trainer(build(Interrupting), _blobs, cfg, tmp_path / "b", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit()
+    assert broken.step == 3  # the interrupted step was finished, then saved
+    resumed = Trainer(build(GAN), _blobs, cfg, tmp_path / "b", progress=False)
+    resumed.fit(resume=True)
+    for (k, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), k

@@ -163,6 +163,12 @@ def test_best_and_last_checkpoints(tmp_path: Path, capsys) -> None:
         ("moons_gan", ["train.eval_metric=fd"], "train.eval_metric=fd (from the digits classifier) needs"),
         ("moons_wgan", ["model.gan.clip=0"], "model.gan.clip must be > 0"),
         ("moons_gan", ["model.net.class_conditional=true"], "needs a labelled data set"),
+        ("moons_vae", ["model.net.class_conditional=true"], "model.family=vae is not class-conditional"),
+        ("digits_pix2pix", ["model.net.class_conditional=true"], "pix2pix is not class-conditional"),
+        ("moons", ["model.net.kind=conv"], "model.net.kind=conv is a GAN / autoencoder network"),
+        ("moons_gan", ["train.d_lr=.nan"], "train.d_lr must be a number"),
+        ("digits_pix2pix", ["model.gan.corruption_args={noise_std: abc}"], "noise_std must be a number >= 0"),
+        ("digits_pix2pix", ["model.net.channel_mults=[1, 2, 2, 2]"], "halves the image 4 times"),
     ],
 )
 def test_bad_family_settings_give_one_line_errors(config, overrides, message, tmp_path, capsys) -> None:
@@ -186,3 +192,17 @@ def test_demo_runs_the_vae_and_gan_families(family: str, tmp_path: Path, capsys)
     text = capsys.readouterr().out
     assert "the direct sampler" in text and "(NFE 1)" in text
     assert (out / "figures" / "samples_vs_data.png").is_file()
+
+
+def test_vqvae_can_keep_its_best_checkpoint(tmp_path: Path) -> None:
+    """The evaluator fits the code prior of the weights it scores, so best/ can sample."""
+    run = _train("digits_vqvae", tmp_path / "run", "train.eval_every=6", "train.eval_metric=w2")
+    assert (
+        main(["sample", str(run), "--n", "5", "--checkpoint", "best", "--out", str(tmp_path / "x.npy")]) == 0
+    )
+    assert np.isfinite(np.load(tmp_path / "x.npy")).all()
+
+
+def test_bernoulli_vae_refuses_an_image_nll(tmp_path: Path, capsys) -> None:
+    run = _train("digits_vae", tmp_path / "run", "model.ae.likelihood=bernoulli")
+    assert "not a density of dequantised images" in _error(["eval", str(run), "--metrics", "nll"], capsys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,11 @@ def data_shape(dataset: Any) -> tuple[int, ...]:
 def build_network(cfg: Config, shape: tuple[int, ...], num_classes: int | None) -> nn.Module:
     """A TimeMLP for vectors or a UNet for images, as configured."""
     net = cfg.model.net
+    if net.kind not in ("mlp", "unet"):
+        raise ConfigError(
+            f"model.net.kind={net.kind} is a GAN / autoencoder network; model.family={cfg.model.family} "
+            "takes model.net.kind=mlp (vectors) or unet (images)"
+        )
     classes = num_classes if net.class_conditional else None
     if net.class_conditional and num_classes is None:
         raise ConfigError(
@@ -201,6 +207,11 @@ def _net_kind(cfg: Config, shape: tuple[int, ...], image_kinds: tuple[str, ...])
     """The configured network kind, checked against the data: mlp for vectors, one of
     ``image_kinds`` for images."""
     kind, family = cfg.model.net.kind, cfg.model.family
+    if cfg.model.net.class_conditional and family not in LABELLED_BUILDERS:
+        raise ConfigError(
+            f"model.family={family} is not class-conditional; set model.net.class_conditional=false "
+            "(conditional families: the Gaussian-path ones and gan)"
+        )
     if len(shape) == 1:
         if kind != "mlp":
             raise ConfigError(
@@ -299,13 +310,17 @@ def _pix2pix(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Mo
         raise ConfigError(f"model.family=pix2pix translates images; the data have shape {shape}")
     _net_kind(cfg, shape, ("unet",))
     args = dict(g.corruption_args)
-    noise_std = float(args.pop("noise_std", 0.0))
+    noise_std = args.pop("noise_std", 0.0)
+    numeric = isinstance(noise_std, (int, float)) and not isinstance(noise_std, bool)
+    if not numeric or not 0 <= noise_std < math.inf:
+        raise ConfigError(f"model.gan.corruption_args.noise_std must be a number >= 0, got {noise_std!r}")
+    _check_unet_depth(cfg, shape)
     try:
         corruption = make_corruption(g.corruption, **args)
         _probe_corruption(corruption, shape)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model.gan.corruption_args: {err}") from None
-    return Pix2Pix(
+    model = Pix2Pix(
         shape,
         corruption,
         noise_std,
@@ -315,6 +330,8 @@ def _pix2pix(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Mo
         net.base_channels,
         len(net.channel_mults),
     )
+    model.n_critic = g.n_critic
+    return model
 
 
 def _cyclegan(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:
@@ -336,7 +353,21 @@ def _cyclegan(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.M
         source, transform = DataSource(make_toy(g.domain), g.domain), None
     hidden = net.width if kind == "mlp" else net.base_channels
     depth = net.depth if kind == "mlp" else len(net.channel_mults)
-    return CycleGAN(shape, source, g.loss, g.loss_args, g.cycle_weight, hidden, depth, transform)
+    if kind != "mlp":
+        _check_unet_depth(cfg, shape)
+    model = CycleGAN(shape, source, g.loss, g.loss_args, g.cycle_weight, hidden, depth, transform)
+    model.n_critic = g.n_critic
+    return model
+
+
+def _check_unet_depth(cfg: Config, shape: tuple[int, ...]) -> None:
+    """The translators' U-Net halves the image once per entry of model.net.channel_mults."""
+    levels = len(cfg.model.net.channel_mults)
+    if shape[1] % 2**levels or shape[2] % 2**levels:
+        raise ConfigError(
+            f"model.net.channel_mults has {levels} entries, so the U-Net halves the image {levels} times; "
+            f"images of {shape[1]}x{shape[2]} need fewer (e.g. channel_mults=[1, 2])"
+        )
 
 
 def _classes(cfg: Config, num_classes: int | None) -> int | None:
@@ -402,7 +433,8 @@ def training_sampler(cfg: Config, dataset: Any) -> Callable[[int, torch.Generato
     if cfg.model.reflow_pairs:
         return reflow_sampler(cfg, data_shape(dataset))
     sample = batch_sampler(dataset, cfg.model.net.class_conditional)
-    if cfg.model.family not in LIKELIHOOD_TRAINED or not isinstance(dataset, ImageDataset):
+    bernoulli = cfg.model.family == "vae" and cfg.model.ae.likelihood == "bernoulli"  # targets stay in [0, 1]
+    if cfg.model.family not in LIKELIHOOD_TRAINED or not isinstance(dataset, ImageDataset) or bernoulli:
         return sample
     from genlab.likelihood import dequantize
 

@@ -311,6 +311,8 @@ def _check_choice(key: str, value: str, valid: typing.Iterable[str]) -> None:
 def _check_min(key: str, value: float | int | None, low: float, strict: bool = False) -> None:
     if value is None:
         return
+    if value != value:  # NaN
+        raise ConfigError(f"{key} must be a number, got {value}")
     if value < low or (strict and value == low):
         op = ">" if strict else ">="
         raise ConfigError(f"{key} must be {op} {low}, got {value}")

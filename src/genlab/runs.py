@@ -67,6 +67,8 @@ def train(
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
         shutil.rmtree(out)
+    if not resume and (out / BEST_DIRNAME).exists():  # from an earlier run that never checkpointed
+        shutil.rmtree(out / BEST_DIRNAME)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dataset = build_dataset(cfg.data)
@@ -84,7 +86,7 @@ def train(
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     sampler = training_sampler(cfg, dataset)
     evaluator = training_evaluator(cfg, dataset, model, out) if cfg.train.eval_every > 0 else None
-    trainer = Trainer(model, sampler, cfg.train, out, cfg.to_dict(), progress, evaluator)
+    trainer = Trainer(model, sampler, cfg.train, out, cfg.to_dict(), progress, evaluator, cfg.sample.use_ema)
     result = trainer.fit(resume=resume)
     if hasattr(model, "fit_prior"):  # VQ-VAE: the code prior, for the weights that will sample
         _fit_code_prior(trainer, dataset)
@@ -126,6 +128,9 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
 
     def evaluate(current: Any) -> float:
         run.model = current
+        if hasattr(current, "fit_prior"):  # VQ-VAE: the code prior of the weights being scored
+            current.eval()
+            current.fit_prior(dataset.images.to(next(current.parameters()).dtype))
         x = generate(run, n, seed=cfg.sample.seed, cond=cond).x
         if metric == "fd":
             from genlab.metrics import frechet_digits_distance, get_digits_classifier
@@ -178,7 +183,11 @@ def load_run(run_dir: str | Path, use_ema: bool | None = None, checkpoint: str |
         first = str(err).strip().splitlines()[0]
         raise ConfigError(f"checkpoint {ckpt.path} does not match its config's model ({first})") from None
     model.eval()
-    return Run(cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=weights == "ema")
+    ema = weights == "ema" or bool(ckpt.meta.get("ema", False))  # a best checkpoint says which it kept
+    if hasattr(model, "fit_prior") and not bool(model.prior_fitted):
+        # a VQ-VAE run stopped before its code prior was fitted: fit it now, as training would
+        model.fit_prior(dataset.images.to(next(model.parameters()).dtype))
+    return Run(cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=ema)
 
 
 def sampler_options(
@@ -326,6 +335,12 @@ def evaluate(
         raise ConfigError(
             f"metric nll needs a model with a likelihood; families with one: {LIKELIHOOD_FAMILIES}"
         )
+    if "nll" in names and run.cfg.model.family == "vae" and run.cfg.model.ae.likelihood == "bernoulli":
+        if isinstance(run.dataset, ImageDataset):
+            raise ConfigError(
+                "metric nll of a Bernoulli VAE is a probability of binary pixels, not a density of "
+                "dequantised images (bits/dim); train with model.ae.likelihood=gaussian to compare NLLs"
+            )
     for name in ("fd", "acc"):
         if name in names and run.cfg.data.name != "digits":
             raise ConfigError(f"metric {name} (from the digits classifier) needs data.name=digits")

@@ -60,6 +60,8 @@ class LatentModel(nn.Module):
         """n samples in one pass; returns ``.x`` (n, *data_shape) and ``.nfe`` = 1."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        if isinstance(solver, torch.Generator) or isinstance(grid, torch.Generator):
+            raise ValueError("pass the random generator by keyword: model.sample(n, generator=g)")
         if sampler != DIRECT:
             raise ValueError(
                 f"sampler {sampler!r} is not available for {type(self).__name__}; it samples in one "
@@ -103,6 +105,7 @@ class LatentModel(nn.Module):
             raise ValueError(f"labels y must have shape ({n},) (one per sample), got {tuple(y.shape)}")
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
             raise ValueError(
-                f"labels must lie in [0, {k - 1}]; got values in [{int(y.min())}, {int(y.max())}]"
+                f"labels must lie in [0, {k - 1}] ({type(self).__name__} has no 'no label' token, "
+                f"so -1 does not apply); got values in [{int(y.min())}, {int(y.max())}]"
             )
         return y.long()

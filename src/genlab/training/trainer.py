@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -108,6 +110,7 @@ class Trainer:
         progress: show a tqdm progress bar.
         evaluator: scores the sampling weights (EMA if kept), lower is better; called every
             ``cfg.eval_every`` steps and at the end, the best weights go to ``RUN_DIR/best``.
+        evaluate_ema: score (and keep) the EMA weights when there are any, else the raw ones.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class Trainer:
         config: dict[str, Any] | None = None,
         progress: bool = True,
         evaluator: Evaluator | None = None,
+        evaluate_ema: bool = True,
     ) -> None:
         self.adversarial = isinstance(model, AdversarialModel)
         if not self.adversarial and not hasattr(model, "loss"):
@@ -130,6 +134,8 @@ class Trainer:
         self.config = config or {}
         self.progress = progress
         self.evaluator = evaluator
+        self.evaluate_ema = evaluate_ema
+        self._interrupted = False
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         if self.adversarial:
             players = model.player_parameters()  # type: ignore[union-attr]
@@ -182,11 +188,16 @@ class Trainer:
             if self.ema is not None and "ema" in ckpt.tensors:
                 self.ema.load_state_dict(ckpt.tensors["ema"])
             for name, optimizer in self.optimizers.items():
+                # the saved state brings its own hyper-parameters; the config's win (a resumed
+                # run may change train.lr, d_lr, betas or weight_decay)
+                configured = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
                 optimizer.load_state_dict(
                     optimizer_state_from_tensors(
                         ckpt.tensors.get(_optim_key(name), {}), ckpt.meta[_optim_meta_key(name)]
                     )
                 )
+                for group, settings in zip(optimizer.param_groups, configured, strict=True):
+                    group.update(settings)
         except (RuntimeError, KeyError, ValueError) as err:
             first = str(err).strip().splitlines()[0]
             raise TrainingError(
@@ -207,6 +218,22 @@ class Trainer:
             ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step
         ]
         path.write_text("".join(line + "\n" for line in keep))
+
+    def _defer_interrupts(self) -> Any:
+        """Make Ctrl-C stop the run at the end of the current step (a step interrupted half
+        way, e.g. between the critic's and the generator's updates, cannot be resumed bit
+        for bit); a second Ctrl-C interrupts at once. Returns the previous handler, or None
+        when not in the main thread (signals cannot be handled there)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        self._interrupted = False
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        return signal.signal(signal.SIGINT, handler)
 
     def _update(self, name: str, loss: torch.Tensor, params: list[nn.Parameter], what: str) -> float:
         """One optimiser step of ``name`` on ``loss``; returns the gradient norm."""
@@ -253,12 +280,18 @@ class Trainer:
         """Score the sampling weights; keep them in RUN_DIR/best when they are the best."""
         assert self.evaluator is not None
         was_training = self.model.training
-        with self.ema.swapped() if self.ema is not None else nullcontext():
+        ema = self.ema is not None and self.evaluate_ema
+        with self.ema.swapped() if ema and self.ema is not None else nullcontext():
             score = float(self.evaluator(self.model))
             improved = math.isfinite(score) and score < self.best
             if improved:
                 self.best = score
-                meta = {"config": self.config, "model_class": type(self.model).__name__, "score": score}
+                meta = {
+                    "config": self.config,
+                    "model_class": type(self.model).__name__,
+                    "score": score,
+                    "ema": ema,
+                }
                 weights = {"model": self.model.state_dict()}
                 save_checkpoint(self.run_dir / BEST_DIRNAME, self.step, weights, meta, keep=1)
         self.model.train(was_training)
@@ -290,6 +323,7 @@ class Trainer:
         t_start = t_window = time.perf_counter()
         bar = _progress(cfg.steps, start, self.progress)
         self.model.train()
+        previous_handler = self._defer_interrupts()
         try:
             with EventWriter(self.run_dir / "tb") as tb, metrics_path.open("a") as log:
                 while self.step < cfg.steps:
@@ -316,12 +350,16 @@ class Trainer:
                             self._evaluate(tb, log)
                     if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                         self.save(keep=cfg.keep_checkpoints)
+                    if self._interrupted:  # Ctrl-C arrived during this step: stop at its end
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             bar.close()
             self.save()
             raise
         finally:
             bar.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
         self.save(keep=cfg.keep_checkpoints, pin=True)
         elapsed = time.perf_counter() - t_start
         done = self.step - start
