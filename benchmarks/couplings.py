@@ -60,12 +60,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
-import importlib.metadata  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -76,6 +73,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _env import machine  # noqa: E402
 
 from genlab.data import make_toy  # noqa: E402
 from genlab.metrics import normalized_path_energy, straightness, wasserstein2  # noqa: E402
@@ -155,51 +153,7 @@ def build_net(seed: int) -> TimeMLP:
 
 
 def environment(threads: int) -> dict[str, Any]:
-    versions = {}
-    for dist in VERSIONED:
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor(),  # often empty on Linux: see cpu_model
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "threads_requested": threads,
-        "thread_env": {
-            v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-        },
-        "versions": versions,
-        "genlab_git": git_state(),
-        "loadavg_start": list(os.getloadavg()),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """Commit of the checkout and whether src/genlab differs from it (the code under test)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src/genlab"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "src_genlab_modified": None}
-    return {"commit": commit, "src_genlab_modified": bool(dirty)}
+    return machine(threads, VERSIONED)
 
 
 def quantiles_ms(times: list[float]) -> dict[str, float]:
