@@ -76,7 +76,9 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
 
     if getattr(run.model, "starts_from_inputs", False):
         draws = []
-        for k in range(3):  # three samples per input: the corruption's randomness shows
+        # three samples per input show the corruption's randomness; a CycleGAN's image
+        # transform has none (one row)
+        for k in range(1 if run.cfg.model.family == "cyclegan" else 3):
             cond = run_conditioning(run, 12, gen=torch.Generator().manual_seed(run.cfg.sample.seed + k))
             draws.append((cond, generate(run, 12, seed=run.cfg.sample.seed + k, cond=cond).x))
         first = draws[0][0]
@@ -124,7 +126,7 @@ def _autoencoder_figures(run: Run, fig_dir: Path) -> list[Path]:
                     torch.cat(rows),
                     fig_dir / "latent_interpolation.png",
                     nrow=steps,
-                    title="decoded along the line between two posterior means",
+                    title="latent interpolation (posterior means)",
                 )
             )
         )
