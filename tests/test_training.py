@@ -63,7 +63,8 @@ def test_logs_and_checkpoints(tmp_path: Path) -> None:
     assert res.step == 20
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 10, 15, 20]
-    assert set(records[0]) == {"step", "loss", "lr", "grad_norm", "steps_per_s"}
+    assert set(records[0]) == {"step", "loss", "lr", "grad_norm", "steps_per_s", "skipped"}
+    assert records[-1]["skipped"] == 0
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     from genlab.training import list_checkpoints
 

@@ -7,6 +7,7 @@ Errors the user can fix print one line ``genlab: error: ...`` and exit with stat
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 #: the packaged config each demo family trains
@@ -115,12 +117,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = runs.resolve_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    print(f"training into {out}")
+    main_process = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 speaks for the group
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if main_process:
+        where = f" ({world} processes)" if world > 1 else ""
+        print(f"training into {out}{where}")
     res = runs.train(cfg, out, resume=args.resume, progress=not args.no_progress)
-    print(
-        f"done: step {res.step}, loss {res.final_loss:.4f}, {res.steps_per_s:.0f} steps/s; "
-        f"checkpoints in {out}/checkpoints"
-    )
+    if main_process:
+        print(
+            f"done: step {res.step}, loss {res.final_loss:.4f}, {res.steps_per_s:.0f} steps/s; "
+            f"checkpoints in {out}/checkpoints"
+        )
     return 0
 
 
@@ -249,9 +256,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if args.debug:
             raise
+        from genlab.training.trainer import Interrupted
+
+        if isinstance(err, Interrupted):
+            print(
+                "genlab: stopped by SIGTERM; the last step was checkpointed, continue with --resume",
+                file=sys.stderr,
+            )
+            return EXIT_TERMINATED
         print(
             "\ngenlab: interrupted; the last state was checkpointed, continue with --resume",
             file=sys.stderr,

@@ -121,6 +121,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations keeping the best weights in best/ (0: never)
     eval_metric: str | None = None  # lower is better: w2, mmd, fd (None: fd for digits, else w2)
     eval_n: int = 500  # samples per evaluation during training
+    nonfinite: str = "stop"  # non-finite loss / gradient: stop (last checkpoint kept) or skip the step
 
 
 @dataclass
@@ -362,6 +363,7 @@ def validate(cfg: Config) -> None:
     if cfg.train.eval_metric is not None:
         _check_choice("train.eval_metric", cfg.train.eval_metric, ["w2", "mmd", "fd"])
     _check_choice("sample.checkpoint", cfg.sample.checkpoint, ["last", "best"])
+    _check_choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
     _check_choice("sample.solver", cfg.sample.solver, SOLVERS)
     for key, value in [
         ("train.steps", cfg.train.steps),

@@ -24,6 +24,7 @@ from genlab.data.images import ImageDataset
 from genlab.models.base import Solution
 from genlab.training.atomic import atomic_write_json, atomic_write_text
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint
+from genlab.training.distributed import barrier, init_distributed
 from genlab.training.ema import EMA
 from genlab.training.trainer import BEST_DIRNAME, Trainer, TrainResult, has_best
 
@@ -58,6 +59,7 @@ def train(
     """Train the configured model into run directory ``out`` (optionally starting from
     ``init_weights``, a state dict of the same model, as reflow does)."""
     out = Path(out)
+    ctx = init_distributed()
     if resume:
         if not list_checkpoints(out):
             raise ConfigError(f"--resume: no checkpoint in {out}/checkpoints; start without --resume")
@@ -66,9 +68,12 @@ def train(
             raise ConfigError(
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
-        shutil.rmtree(out)
-    if not resume and (out / BEST_DIRNAME).exists():  # from an earlier run that never checkpointed
+        barrier(ctx)  # every rank has seen the old run before rank 0 removes it
+        if ctx.is_main:
+            shutil.rmtree(out)
+    if not resume and (out / BEST_DIRNAME).exists() and ctx.is_main:  # an earlier run's, never checkpointed
         shutil.rmtree(out / BEST_DIRNAME)
+    barrier(ctx)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dataset = build_dataset(cfg.data)
@@ -82,15 +87,47 @@ def train(
                 "the starting weights do not fit the configured model; reflow overrides may change "
                 "training (train.*), not the network or the path (model.*)"
             ) from None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if ctx.is_main:
+        check_writable(out, model, cfg)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     sampler = training_sampler(cfg, dataset)
-    evaluator = training_evaluator(cfg, dataset, model, out) if cfg.train.eval_every > 0 else None
-    trainer = Trainer(model, sampler, cfg.train, out, cfg.to_dict(), progress, evaluator, cfg.sample.use_ema)
+    evaluate = cfg.train.eval_every > 0 and ctx.is_main
+    evaluator = training_evaluator(cfg, dataset, model, out) if evaluate else None
+    try:
+        trainer = Trainer(
+            model, sampler, cfg.train, out, cfg.to_dict(), progress, evaluator, cfg.sample.use_ema, ctx
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     result = trainer.fit(resume=resume)
     if hasattr(model, "fit_prior"):  # VQ-VAE: the code prior, for the weights that will sample
         _fit_code_prior(trainer, dataset)
     return result
+
+
+#: bytes per parameter in a checkpoint: weights, EMA and two Adam moments (float32)
+CHECKPOINT_BYTES_PER_PARAM = 4 * 4
+
+
+def check_writable(out: Path, model: Any, cfg: Config) -> None:
+    """Before training: the run directory can be created and written, and its disk has room
+    for the checkpoints (the kept periodic ones plus the final one, with a 2x margin)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".genlab-write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(f"cannot write to the run directory {out} ({reason}); use another --out") from None
+    n_params = sum(p.numel() for p in model.parameters())
+    need = 2 * n_params * CHECKPOINT_BYTES_PER_PARAM * (cfg.train.keep_checkpoints + 1)
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise ConfigError(
+            f"{out} has {free / 1e6:.1f} MB free but the checkpoints need about {need / 1e6:.1f} MB; "
+            "free some space, lower train.keep_checkpoints, or choose another --out"
+        )
 
 
 def _fit_code_prior(trainer: Trainer, dataset: Any) -> None:

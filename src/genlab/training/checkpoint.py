@@ -15,7 +15,8 @@ is written first and the JSON sidecar last, and a checkpoint counts as *complete
 when both exist; ``latest.json`` is updated after the pair. An interrupted save therefore
 leaves at worst a stray temporary file or a ``.safetensors`` without its sidecar, both
 of which :func:`list_checkpoints` and :func:`load_checkpoint` ignore. The sidecar also
-records the byte size of the tensor file, so a truncated file is reported as such.
+records the byte size and the SHA-256 of the tensor file, so a truncated, damaged or edited
+file is refused on load instead of handing NaN or altered weights to the model.
 
 Atomic writes live in :mod:`genlab.training.atomic`; the optimizer state's split into
 tensors and JSON in :mod:`genlab.training.optim_state`.
@@ -23,6 +24,7 @@ tensors and JSON in :mod:`genlab.training.optim_state`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -66,6 +68,7 @@ _RESERVED = (
     "created",
     "groups",
     "file_bytes",
+    "sha256",
     "pinned",
 )
 
@@ -187,7 +190,7 @@ def save_checkpoint(
             contain ``/``. Tensors are copied to contiguous CPU memory.
         meta: JSON-serialisable metadata (config, optimizer JSON part, metrics, ...). The
             keys ``step, format_version, torch_version, genlab_version, created, groups,
-            file_bytes, pinned`` are filled in by this function and may not be used.
+            file_bytes, sha256, pinned`` are filled in by this function and may not be used.
         keep: if given (>= 1), delete the oldest unpinned checkpoints so that at most
             ``keep`` remain; the checkpoint just written is never deleted.
         pin: mark this checkpoint as permanent (e.g. "best" or "final"): ``keep`` never
@@ -221,7 +224,13 @@ def save_checkpoint(
         fsync_dir(ckpt_dir)
 
     st_meta = {"format": "pt", "genlab_step": str(step)}
-    atomic_write(st_path, lambda tmp: save_file(flat, str(tmp), metadata=st_meta))
+    digest: list[str] = []
+
+    def write_tensors(tmp: Path) -> None:
+        save_file(flat, str(tmp), metadata=st_meta)
+        digest.append(_sha256(tmp))
+
+    atomic_write(st_path, write_tensors)
 
     sidecar = {
         **meta,
@@ -232,6 +241,7 @@ def save_checkpoint(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "groups": list(tensors),
         "file_bytes": st_path.stat().st_size,
+        "sha256": digest[0],
         "pinned": bool(pin),
     }
     atomic_write_json(json_path, sidecar)
@@ -370,6 +380,12 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike[str], step: int | None = 
             f"checkpoint {st_path} is truncated or corrupt ({actual} bytes, sidecar says "
             f"{expected}); load an earlier step or save it again"
         )
+    expected_digest = sidecar.get("sha256")
+    if isinstance(expected_digest, str) and _sha256(st_path) != expected_digest:
+        raise ValueError(
+            f"checkpoint {st_path} does not match the SHA-256 its sidecar recorded (changed or damaged "
+            "since it was written); load an earlier step"
+        )
     try:
         flat = load_file(str(st_path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
@@ -398,6 +414,15 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike[str], step: int | None = 
         path=st_path,
         info=info,
     )
+
+
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _step_of(st_path: Path) -> int:

@@ -34,7 +34,19 @@ from torch import nn
 
 from genlab.config import TrainConfig
 from genlab.models.adversarial import AdversarialModel
+from genlab.training.atomic import atomic_write_text
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from genlab.training.distributed import (
+    RANK_SEED_STRIDE,
+    DistContext,
+    all_true,
+    any_true,
+    barrier,
+    gather_states,
+    mean_over_ranks,
+    shard,
+    wrap,
+)
 from genlab.training.ema import EMA
 from genlab.training.optim_state import optimizer_state_from_tensors, optimizer_state_to_tensors
 from genlab.training.tensorboard import EventWriter
@@ -53,6 +65,14 @@ MAIN = "main"
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, incompatible checkpoint)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (pre-emption) stopped training after a checkpoint at the end of a step."""
+
+
+class _SkipStep(Exception):
+    """A non-finite loss or gradient with ``train.nonfinite=skip``: no update this step."""
 
 
 @dataclass
@@ -111,6 +131,8 @@ class Trainer:
         evaluator: scores the sampling weights (EMA if kept), lower is better; called every
             ``cfg.eval_every`` steps and at the end, the best weights go to ``RUN_DIR/best``.
         evaluate_ema: score (and keep) the EMA weights when there are any, else the raw ones.
+        dist_ctx: this process's place in a torchrun process group (see
+            :mod:`genlab.training.distributed`); None trains in one process.
     """
 
     def __init__(
@@ -123,7 +145,14 @@ class Trainer:
         progress: bool = True,
         evaluator: Evaluator | None = None,
         evaluate_ema: bool = True,
+        dist_ctx: DistContext | None = None,
     ) -> None:
+        self.dist = dist_ctx or DistContext()
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
+                f"({self.dist.world_size}); every process trains on an equal shard of the batch"
+            )
         self.adversarial = isinstance(model, AdversarialModel)
         if not self.adversarial and not hasattr(model, "loss"):
             raise ValueError("model must define loss(batch, generator) -> {'loss': tensor}")
@@ -147,7 +176,11 @@ class Trainer:
             self.optimizers[MAIN] = make_optimizer(groups, cfg)
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.data_gen = torch.Generator().manual_seed(cfg.seed)
-        self.noise_gen = torch.Generator().manual_seed(cfg.seed + NOISE_SEED_OFFSET)
+        self.noise_gen = torch.Generator().manual_seed(
+            cfg.seed + NOISE_SEED_OFFSET + self.dist.rank * RANK_SEED_STRIDE
+        )
+        self.caller = wrap(model, self.dist, find_unused=self.adversarial)
+        self.skipped = 0  # steps skipped for a non-finite loss or gradient (train.nonfinite=skip)
         self.step = 0
         self.best: float = math.inf  # best evaluation score so far
 
@@ -157,13 +190,21 @@ class Trainer:
         return self.optimizers[MAIN] if MAIN in self.optimizers else self.optimizers["g"]
 
     # -- checkpoints ---------------------------------------------------------------------
-    def save(self, keep: int | None = None, pin: bool = False) -> Path:
-        """Write a checkpoint of everything needed to resume at ``self.step``."""
-        tensors: dict[str, dict[str, torch.Tensor]] = {
-            "model": self.model.state_dict(),
-            "rng": {"data": self.data_gen.get_state(), "noise": self.noise_gen.get_state()},
+    def save(self, keep: int | None = None, pin: bool = False) -> Path | None:
+        """Write a checkpoint of everything needed to resume at ``self.step`` (rank 0 writes;
+        every rank must call this: it gathers the ranks' noise generators)."""
+        noise = gather_states(self.noise_gen.get_state(), self.dist)
+        if not self.dist.is_main:
+            return None
+        rng = {"data": self.data_gen.get_state(), "noise": noise[0]}
+        rng.update({f"noise_{r}": state for r, state in enumerate(noise) if r > 0})
+        tensors: dict[str, dict[str, torch.Tensor]] = {"model": self.model.state_dict(), "rng": rng}
+        meta: dict[str, Any] = {
+            "config": self.config,
+            "model_class": type(self.model).__name__,
+            "world_size": self.dist.world_size,
+            "skipped_steps": self.skipped,
         }
-        meta: dict[str, Any] = {"config": self.config, "model_class": type(self.model).__name__}
         for name, optimizer in self.optimizers.items():
             optim_tensors, optim_meta = optimizer_state_to_tensors(optimizer.state_dict())
             tensors[_optim_key(name)] = optim_tensors
@@ -204,7 +245,15 @@ class Trainer:
                 f"checkpoint {ckpt.path} does not fit this model ({first}); use a new --out directory"
             ) from None
         self.data_gen.set_state(ckpt.tensors["rng"]["data"])
-        self.noise_gen.set_state(ckpt.tensors["rng"]["noise"])
+        saved_world = int(ckpt.meta.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise TrainingError(
+                f"the checkpoint in {self.run_dir} was written by {saved_world} process(es); resume it "
+                f"with the same number (now {self.dist.world_size}) to continue bit for bit"
+            )
+        key = "noise" if self.dist.rank == 0 else f"noise_{self.dist.rank}"
+        self.noise_gen.set_state(ckpt.tensors["rng"][key])
+        self.skipped = int(ckpt.meta.get("skipped_steps", 0))
         self.step = ckpt.step
         best = ckpt.meta.get("best_score")
         self.best = float(best) if best is not None else math.inf
@@ -214,41 +263,68 @@ class Trainer:
         """On resume drop records written after the checkpoint (they will be redone)."""
         if not path.exists():
             return
-        keep = [
-            ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step
-        ]
-        path.write_text("".join(line + "\n" for line in keep))
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a crash or a full disk
+                continue
+            if isinstance(record, dict) and record.get("step", math.inf) <= self.step:
+                keep.append(line)
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
 
     def _defer_interrupts(self) -> Any:
-        """Make Ctrl-C stop the run at the end of the current step (a step interrupted half
-        way, e.g. between the critic's and the generator's updates, cannot be resumed bit
-        for bit); a second Ctrl-C interrupts at once. Returns the previous handler, or None
-        when not in the main thread (signals cannot be handled there)."""
+        """Make Ctrl-C (SIGINT) and SIGTERM (pre-emption) stop the run at the end of the
+        current step (a step interrupted half way, e.g. between the critic's and the
+        generator's updates, cannot be resumed bit for bit); a second signal interrupts at
+        once. Returns the previous handlers, or None when not in the main thread (signals
+        cannot be handled there)."""
         if threading.current_thread() is not threading.main_thread():
             return None
         self._interrupted = False
+        self._signal = signal.SIGINT
 
         def handler(signum: int, frame: Any) -> None:
             if self._interrupted:
                 raise KeyboardInterrupt
-            self._interrupted = True
+            self._interrupted, self._signal = True, signum
 
-        return signal.signal(signal.SIGINT, handler)
+        return signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
+
+    def _nonfinite(self, what: str, value: float) -> None:
+        """Stop (default) or skip the step (``train.nonfinite=skip``) on a non-finite value."""
+        if self.cfg.nonfinite == "skip":
+            raise _SkipStep
+        raise TrainingError(
+            f"{what} is {value} at step {self.step + 1}; lower train.lr (now {self.cfg.lr}), check the "
+            "data for extreme values, or set train.nonfinite=skip (the last checkpoint is kept)"
+        )
 
     def _update(self, name: str, loss: torch.Tensor, params: list[nn.Parameter], what: str) -> float:
-        """One optimiser step of ``name`` on ``loss``; returns the gradient norm."""
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"{what} is {float(loss.detach())} at step {self.step + 1}; lower train.lr "
-                f"(now {self.cfg.lr}) or check the data for extreme values"
-            )
+        """One optimiser step of ``name`` on ``loss``; returns the gradient norm (averaged over
+        the ranks by DDP when distributed)."""
+        if not all_true(bool(torch.isfinite(loss)), self.dist):
+            self._nonfinite(what, float(loss.detach()))
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        if not math.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            self._nonfinite(f"the gradient norm of {what}", grad_norm)
         optimizer.step()
         return grad_norm
+
+    def _call(self, method: str, batch: Any) -> dict[str, torch.Tensor]:
+        """``model.method(batch, noise_gen)``, through DDP when distributed."""
+        if self.caller is not None:
+            return self.caller(method, batch, self.noise_gen)
+        return getattr(self.model, method)(batch, self.noise_gen)
+
+    def _batch(self) -> Any:
+        """The global batch (the same on every rank), then this rank's shard of it."""
+        return shard(self.sample_batch(self.cfg.batch_size, self.data_gen), self.dist)
 
     def _train_step(self, params: dict[str, list[nn.Parameter]]) -> tuple[dict[str, float], float, float]:
         """One training step: (scalars to log, gradient norm, learning rate)."""
@@ -257,18 +333,17 @@ class Trainer:
             lr = _set_lr(optimizer, self.step, self.cfg)
         model: Any = self.model
         if not self.adversarial:
-            batch = self.sample_batch(self.cfg.batch_size, self.data_gen)
-            out = model.loss(batch, self.noise_gen)
+            out = self._call("loss", self._batch())
             grad_norm = self._update(MAIN, out["loss"], params[MAIN], "loss")
             return _scalars(out), grad_norm, lr
         d_records = []
         for _ in range(model.n_critic):
-            batch = self.sample_batch(self.cfg.batch_size, self.data_gen)
-            d_out = model.d_loss(batch, self.noise_gen)
+            batch = self._batch()
+            d_out = self._call("d_loss", batch)
             self._update("d", d_out["loss"], params["d"], "the discriminator loss")
             model.after_d_step()
             d_records.append(_scalars(d_out))
-        g_out = model.g_loss(batch, self.noise_gen)
+        g_out = self._call("g_loss", batch)
         grad_norm = self._update("g", g_out["loss"], params["g"], "the generator loss")
         record = {k: sum(r[k] for r in d_records) / len(d_records) for k in d_records[0]}
         record["d_loss"] = record.pop("loss")
@@ -277,7 +352,8 @@ class Trainer:
         return record, grad_norm, lr
 
     def _evaluate(self, tb: EventWriter, log: Any) -> None:
-        """Score the sampling weights; keep them in RUN_DIR/best when they are the best."""
+        """Score the sampling weights; keep them in RUN_DIR/best when they are the best
+        (rank 0 only: the others go on to the next step and wait for it there)."""
         assert self.evaluator is not None
         was_training = self.model.training
         ema = self.ema is not None and self.evaluate_ema
@@ -302,56 +378,73 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train up to ``cfg.steps`` steps (continuing from the last checkpoint if resume)."""
-        cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg, main = self.cfg, self.dist.is_main
         metrics_path = self.run_dir / "metrics.jsonl"
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        barrier(self.dist)
         if resume:
             self.restore()
-            self._truncate_metrics(metrics_path)
-        elif metrics_path.exists():
+            if main:
+                self._truncate_metrics(metrics_path)
+        elif main and metrics_path.exists():
             metrics_path.unlink()
         start = self.step
         if self.adversarial:
             params = {
                 name: [p for p in group if p.requires_grad]
-                for name, group in self.model.player_parameters().items()
-            }  # type: ignore[operator]
+                for name, group in self.model.player_parameters().items()  # type: ignore[operator]
+            }
         else:
             params = {MAIN: [p for p in self.model.parameters() if p.requires_grad]}
         window: list[dict[str, float]] = []
         last_loss = float("nan")
         t_start = t_window = time.perf_counter()
-        bar = _progress(cfg.steps, start, self.progress)
+        bar = _progress(cfg.steps, start, self.progress and main)
         self.model.train()
         previous_handler = self._defer_interrupts()
         try:
-            with EventWriter(self.run_dir / "tb") as tb, metrics_path.open("a") as log:
+            with (
+                EventWriter(self.run_dir / "tb") if main else nullcontext(None) as tb,
+                metrics_path.open("a") if main else nullcontext(None) as log,
+            ):
                 while self.step < cfg.steps:
-                    scalars, grad_norm, lr = self._train_step(params)
-                    if self.ema is not None:
+                    try:
+                        scalars, grad_norm, lr = self._train_step(params)
+                    except _SkipStep:
+                        self.skipped += 1
+                        scalars, grad_norm, lr = {}, float("nan"), self.cfg.lr
+                    if self.ema is not None and scalars:
                         self.ema.update()
                     self.step += 1
-                    window.append(scalars)
+                    if scalars:
+                        window.append(scalars)
                     bar.update(1)
-                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    if (self.step % cfg.log_every == 0 or self.step == cfg.steps) and all_true(
+                        bool(window), self.dist
+                    ):
                         now = time.perf_counter()
                         rate = len(window) / max(now - t_window, 1e-9)
                         means = {k: sum(r[k] for r in window) / len(window) for k in window[0]}
+                        means = mean_over_ranks(means, self.dist)
                         last_loss = means["loss"]
                         record = {"step": self.step, **means, "lr": lr, "grad_norm": grad_norm}
-                        record["steps_per_s"] = rate
-                        log.write(json.dumps(record) + "\n")
-                        log.flush()
-                        tb.add_scalars({f"train/{k}": v for k, v in record.items() if k != "step"}, self.step)
+                        record.update(steps_per_s=rate, skipped=self.skipped)
+                        if main:
+                            log.write(json.dumps(record) + "\n")
+                            log.flush()
+                            tb.add_scalars(
+                                {f"train/{k}": v for k, v in record.items() if k != "step"}, self.step
+                            )
                         bar.set_postfix(loss=f"{last_loss:.4f}", it_s=f"{rate:.0f}")
                         window, t_window = [], now
-                    if self.evaluator is not None and cfg.eval_every > 0:
+                    if self.evaluator is not None and cfg.eval_every > 0 and main:
                         if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                             self._evaluate(tb, log)
                     if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                         self.save(keep=cfg.keep_checkpoints)
-                    if self._interrupted:  # Ctrl-C arrived during this step: stop at its end
-                        raise KeyboardInterrupt
+                    if any_true(self._interrupted, self.dist):  # a signal came during this step
+                        raise Interrupted if self._signal == signal.SIGTERM else KeyboardInterrupt
         except KeyboardInterrupt:
             bar.close()
             self.save()
@@ -359,8 +452,10 @@ class Trainer:
         finally:
             bar.close()
             if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+                signal.signal(signal.SIGINT, previous_handler[0])
+                signal.signal(signal.SIGTERM, previous_handler[1])
         self.save(keep=cfg.keep_checkpoints, pin=True)
+        barrier(self.dist)
         elapsed = time.perf_counter() - t_start
         done = self.step - start
         return TrainResult(

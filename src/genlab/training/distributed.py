@@ -1,0 +1,139 @@
+"""Data-parallel training on ``torch.distributed``: DDP launched by ``torchrun``.
+
+``torchrun --nproc-per-node N -m genlab train CONFIG`` starts N processes with the
+environment variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
+:func:`init_distributed` reads them and joins the process group (gloo on CPU, NCCL when CUDA
+is available). The trainer then
+
+- draws the same global batch of ``train.batch_size`` on every rank from the shared data
+  generator and keeps its own contiguous shard (rows ``[r B/N, (r + 1) B/N)``), so the data
+  order is the single-process one whatever N is;
+- draws the training noise (t, x_0, z, ...) from a per-rank generator seeded
+  ``seed + NOISE_SEED_OFFSET + r * RANK_SEED_STRIDE`` (rank 0 = the single-process stream);
+- averages the gradients across ranks (DDP's all-reduce), so one step is the step of the mean
+  of the per-shard losses; EMA, clipping and the optimiser then agree on every rank;
+- writes checkpoints, metrics and TensorBoard from rank 0 only, with every rank's noise
+  generator state (a run resumes bit for bit with the same number of processes), and
+  evaluates and samples on rank 0 from the unwrapped model.
+
+One process (no WORLD_SIZE, or WORLD_SIZE=1) is the plain single-process trainer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+#: distance between the training-noise seeds of consecutive ranks
+RANK_SEED_STRIDE = 7_919
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits in the process group (a single process by default)."""
+
+    rank: int = 0
+    world_size: int = 1
+    backend: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistContext:
+    """Join the process group described by torchrun's environment, or return the
+    single-process context when there is none."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return DistContext(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
+
+
+def shard(batch: Any, ctx: DistContext) -> Any:
+    """This rank's contiguous slice of a global batch (tensor, tuple or dict of tensors)."""
+    if not ctx.enabled:
+        return batch
+
+    def part(t: torch.Tensor) -> torch.Tensor:
+        n = t.shape[0] // ctx.world_size
+        return t[ctx.rank * n : (ctx.rank + 1) * n]
+
+    if isinstance(batch, torch.Tensor):
+        return part(batch)
+    if isinstance(batch, dict):
+        return {k: part(v) for k, v in batch.items()}
+    return type(batch)(part(t) for t in batch)
+
+
+def all_true(flag: bool, ctx: DistContext) -> bool:
+    """Whether ``flag`` holds on every rank (a collective: every rank must call it)."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item() > 0.5)
+
+
+def any_true(flag: bool, ctx: DistContext) -> bool:
+    """Whether ``flag`` holds on some rank (a collective)."""
+    return not all_true(not flag, ctx)
+
+
+def mean_over_ranks(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
+    """The per-key mean over ranks of a dict with the same keys on every rank (a collective)."""
+    if not ctx.enabled or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def gather_states(state: torch.Tensor, ctx: DistContext) -> list[torch.Tensor]:
+    """Every rank's generator state (a collective; rank order)."""
+    if not ctx.enabled:
+        return [state]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, state)
+    return [torch.as_tensor(s) for s in out]
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+class LossCaller(nn.Module):
+    """Routes ``caller(method, batch, generator)`` to ``model.method(batch, generator)``, so
+    that the losses run through DDP's forward (which prepares the gradient all-reduce)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, method: str, batch: Any, generator: torch.Generator) -> Any:
+        return getattr(self.model, method)(batch, generator)
+
+
+def wrap(model: nn.Module, ctx: DistContext, find_unused: bool) -> nn.Module | None:
+    """``DDP(LossCaller(model))`` when distributed, else None (call the model directly).
+    ``find_unused`` for the adversarial families: each player's loss leaves the other
+    player's parameters without gradients."""
+    if not ctx.enabled:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(LossCaller(model), find_unused_parameters=find_unused)
