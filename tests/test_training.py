@@ -132,3 +132,56 @@ def test_resume_refuses_another_model(tmp_path: Path) -> None:
         Trainer(other, sampler, other_cfg.train, tmp_path, other_cfg.to_dict(), progress=False).fit(
             resume=True
         )
+
+
+def test_sigterm_checkpoints_at_the_end_of_the_step_and_resumes_exactly(tmp_path: Path) -> None:
+    """Pre-emption: SIGTERM during training writes a checkpoint of the finished step, the
+    command exits with 143 and one line, and --resume ends where an uninterrupted run ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from genlab.training import list_checkpoints
+    from genlab.training.checkpoint import load_checkpoint
+
+    args = ["moons", "train.steps=4000", "train.ckpt_every=100000", "train.threads=1", "model.net.width=16"]
+    args += ["train.batch_size=32", "train.log_every=1000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "genlab", "train", *args, "--out", str(run), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "config.yaml").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the training loop
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("genlab: stopped by SIGTERM")
+    (stopped,) = list_checkpoints(run)
+    assert 0 < stopped < 4000
+    from genlab.cli import main
+
+    short = [a for a in args if not a.startswith("train.steps")]
+    limit = [*short, f"train.steps={stopped + 5}"]
+    assert main(["train", *limit, "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert main(["train", *limit, "--out", str(tmp_path / "ref"), "--no-progress"]) == 0
+    a, b = load_checkpoint(run).tensors, load_checkpoint(tmp_path / "ref").tensors
+    for group in ("model", "ema", "optim", "rng"):
+        assert all(torch.equal(a[group][k], b[group][k]) for k in a[group]), group
+
+
+def test_a_run_directory_without_room_is_refused_before_training(tmp_path: Path, monkeypatch, capsys) -> None:
+    import shutil
+    from collections import namedtuple
+
+    from genlab.cli import main
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
+    assert main(["train", "moons", "train.steps=2", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MB free but the checkpoints need about" in err[0]
+    assert not (tmp_path / "r" / "checkpoints").exists()
