@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,27 @@ def test_a_run_directory_without_room_is_refused_before_training(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MB free but the checkpoints need about" in err[0]
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_bf16_autocast_trains_close_to_fp32(tmp_path: Path) -> None:
+    """train.precision=bf16 runs the losses under bfloat16 autocast: the first loss agrees
+    with fp32 to bfloat16's precision (8 bits of mantissa), training goes on, weights stay fp32."""
+    from genlab.runs import resolve_config, train
+    from genlab.training.checkpoint import load_checkpoint
+
+    over = ["train.steps=60", "train.batch_size=64", "train.log_every=1", "model.net.width=32"]
+    over += ["train.warmup_steps=0"]
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        train(resolve_config("moons", [*over, f"train.precision={precision}"]), out, progress=False)
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        losses[precision] = [r["loss"] for r in records]
+    assert abs(losses["bf16"][0] - losses["fp32"][0]) < 0.02 * abs(losses["fp32"][0])
+    assert losses["bf16"][0] != losses["fp32"][0]  # autocast was on
+    assert all(math.isfinite(v) for v in losses["bf16"])
+    # the same training curve up to rounding: mean of the last 20 losses within 5%
+    late = {k: sum(v[-20:]) / 20 for k, v in losses.items()}
+    assert abs(late["bf16"] - late["fp32"]) < 0.05 * late["fp32"]
+    weights = load_checkpoint(tmp_path / "bf16").tensors["model"]
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())

@@ -121,6 +121,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations keeping the best weights in best/ (0: never)
     eval_metric: str | None = None  # lower is better: w2, mmd, fd (None: fd for digits, else w2)
     eval_n: int = 500  # samples per evaluation during training
+    precision: str = "fp32"  # fp32, or bf16: the losses run under bfloat16 autocast (weights stay fp32)
     nonfinite: str = "stop"  # non-finite loss / gradient: stop (last checkpoint kept) or skip the step
 
 
@@ -364,6 +365,7 @@ def validate(cfg: Config) -> None:
         _check_choice("train.eval_metric", cfg.train.eval_metric, ["w2", "mmd", "fd"])
     _check_choice("sample.checkpoint", cfg.sample.checkpoint, ["last", "best"])
     _check_choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
+    _check_choice("train.precision", cfg.train.precision, ["fp32", "bf16"])
     _check_choice("sample.solver", cfg.sample.solver, SOLVERS)
     for key, value in [
         ("train.steps", cfg.train.steps),

@@ -317,10 +317,19 @@ class Trainer:
         return grad_norm
 
     def _call(self, method: str, batch: Any) -> dict[str, torch.Tensor]:
-        """``model.method(batch, noise_gen)``, through DDP when distributed."""
-        if self.caller is not None:
-            return self.caller(method, batch, self.noise_gen)
-        return getattr(self.model, method)(batch, self.noise_gen)
+        """``model.method(batch, noise_gen)``, through DDP when distributed, under bfloat16
+        autocast with ``train.precision=bf16`` (the weights and the optimiser stay fp32)."""
+        param = next(self.model.parameters(), None)
+        device = param.device.type if param is not None else "cpu"
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            if self.caller is not None:
+                out = self.caller(method, batch, self.noise_gen)
+            else:
+                out = getattr(self.model, method)(batch, self.noise_gen)
+        return {
+            k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+            for k, v in out.items()
+        }
 
     def _batch(self) -> Any:
         """The global batch (the same on every rank), then this rank's shard of it."""
