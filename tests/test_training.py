@@ -154,9 +154,9 @@ def test_sigterm_checkpoints_at_the_end_of_the_step_and_resumes_exactly(tmp_path
     cmd = [sys.executable, "-m", "genlab", "train", *args, "--out", str(run), "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while not (run / "config.yaml").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # well inside the training loop
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)  # metrics.jsonl is opened after the signal handlers are installed
+    time.sleep(0.5)  # inside the training loop
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err

@@ -246,6 +246,12 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``genlab`` console script; returns the exit status."""
+    from genlab.training.distributed import exit_process_group
+
+    return exit_process_group(_run(argv))
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # dotted overrides may also follow the flags: `genlab train moons --out X train.steps=10`

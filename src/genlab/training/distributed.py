@@ -10,8 +10,10 @@ is available). The trainer then
   order is the single-process one whatever N is;
 - draws the training noise (t, x_0, z, ...) from a per-rank generator seeded
   ``seed + NOISE_SEED_OFFSET + r * RANK_SEED_STRIDE`` (rank 0 = the single-process stream);
-- averages the gradients across ranks (DDP's all-reduce), so one step is the step of the mean
-  of the per-shard losses; EMA, clipping and the optimiser then agree on every rank;
+- averages the gradients across ranks (DDP's all-reduce; for the adversarial families an
+  explicit all-reduce of each player's gradients, :func:`average_gradients`), so one step is
+  the step of the mean of the per-shard losses; EMA, clipping and the optimiser then agree
+  on every rank;
 - writes checkpoints, metrics and TensorBoard from rank 0 only, with every rank's noise
   generator state (a run resumes bit for bit with the same number of processes), and
   evaluates and samples on rank 0 from the unwrapped model.
@@ -22,6 +24,7 @@ One process (no WORLD_SIZE, or WORLD_SIZE=1) is the plain single-process trainer
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,9 +114,50 @@ def gather_states(state: torch.Tensor, ctx: DistContext) -> list[torch.Tensor]:
     return [torch.as_tensor(s) for s in out]
 
 
+def exit_process_group(code: int) -> int:
+    """Leave the process group at the end of a torchrun process: destroy it, flush the
+    output and end the process with ``code`` at once (``os._exit``), skipping C++ static
+    destructors: at interpreter exit gloo's threads now and then abort the process
+    ("terminate called without an active exception", SIGABRT) after the work succeeded.
+    Returns ``code`` unchanged when no process group was initialised."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return code
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()
+
+
+def average_gradients(params: list[nn.Parameter], ctx: DistContext) -> None:
+    """Replace every gradient by its mean over the ranks: one all-reduce of the gradients
+    flattened into a single buffer (a collective; the same parameters have gradients on every
+    rank, since every rank runs the same code). Used for the adversarial families instead of
+    DDP's hooks: with two players in one module, DDP's unused-parameter search aborted
+    intermittently (SIGABRT) on gloo."""
+    if not ctx.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ctx.world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (e.g. BatchNorm running statistics) to every rank."""
+    if ctx.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 class LossCaller(nn.Module):
@@ -128,12 +172,10 @@ class LossCaller(nn.Module):
         return getattr(self.model, method)(batch, generator)
 
 
-def wrap(model: nn.Module, ctx: DistContext, find_unused: bool) -> nn.Module | None:
-    """``DDP(LossCaller(model))`` when distributed, else None (call the model directly).
-    ``find_unused`` for the adversarial families: each player's loss leaves the other
-    player's parameters without gradients."""
+def wrap(model: nn.Module, ctx: DistContext) -> nn.Module | None:
+    """``DDP(LossCaller(model))`` when distributed, else None (call the model directly)."""
     if not ctx.enabled:
         return None
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(LossCaller(model), find_unused_parameters=find_unused)
+    return DistributedDataParallel(LossCaller(model))

@@ -41,7 +41,9 @@ from genlab.training.distributed import (
     DistContext,
     all_true,
     any_true,
+    average_gradients,
     barrier,
+    broadcast_buffers,
     gather_states,
     mean_over_ranks,
     shard,
@@ -179,7 +181,9 @@ class Trainer:
         self.noise_gen = torch.Generator().manual_seed(
             cfg.seed + NOISE_SEED_OFFSET + self.dist.rank * RANK_SEED_STRIDE
         )
-        self.caller = wrap(model, self.dist, find_unused=self.adversarial)
+        # DDP for the one-loss families; the adversarial ones average each player's gradients
+        # with an explicit all-reduce (see distributed.average_gradients)
+        self.caller = None if self.adversarial else wrap(model, self.dist)
         self.skipped = 0  # steps skipped for a non-finite loss or gradient (train.nonfinite=skip)
         self.step = 0
         self.best: float = math.inf  # best evaluation score so far
@@ -308,6 +312,8 @@ class Trainer:
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.adversarial:
+            average_gradients(params, self.dist)
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         if not math.isfinite(grad_norm):
@@ -354,6 +360,7 @@ class Trainer:
             d_records.append(_scalars(d_out))
         g_out = self._call("g_loss", batch)
         grad_norm = self._update("g", g_out["loss"], params["g"], "the generator loss")
+        broadcast_buffers(self.model, self.dist)  # BatchNorm statistics: rank 0's everywhere
         record = {k: sum(r[k] for r in d_records) / len(d_records) for k in d_records[0]}
         record["d_loss"] = record.pop("loss")
         record.update({f"g_{k}" if k == "loss" else k: v for k, v in _scalars(g_out).items()})
