@@ -2,7 +2,7 @@
 
 Every family is trained from its packaged config for the **same wall-clock training seconds**
 (``--budget-2d``, default 40 s; ``--budget-digits``, default 90 s) on ``--threads`` CPU threads
-(default 1), then scored by ``genlab.runs.evaluate`` -- the code behind ``genlab eval`` -- next
+(default 1), then scored by ``genlab.evaluation.evaluate`` -- the code behind ``genlab eval`` -- next
 to the data-vs-data floor it returns:
 
 - 2D (moons, 8gaussians): flow matching (``moons``), VAE (``moons_vae``), non-saturating GAN
@@ -55,14 +55,14 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from _env import machine  # noqa: E402
 
-from genlab import __version__, runs  # noqa: E402
+from genlab import __version__, evaluation, runs  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Family:
     label: str  # what the table calls it
     config: str  # packaged config name
-    metrics: tuple[str, ...]  # passed to runs.evaluate
+    metrics: tuple[str, ...]  # passed to evaluation.evaluate
 
 
 FAMILIES_2D = (
@@ -100,7 +100,7 @@ def environment(threads: int) -> dict[str, Any]:
 # timing the evaluations a GAN runs during training (they are not part of the budget)
 
 _EVAL_SECONDS: list[float] = []
-_training_evaluator = runs.training_evaluator
+_training_evaluator = evaluation.training_evaluator
 
 
 def _timed_training_evaluator(*args: Any, **kwargs: Any) -> Any:
@@ -116,7 +116,7 @@ def _timed_training_evaluator(*args: Any, **kwargs: Any) -> Any:
     return timed
 
 
-runs.training_evaluator = _timed_training_evaluator  # runs.train looks it up at call time
+evaluation.training_evaluator = _timed_training_evaluator  # runs.train looks it up at call time
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,11 +217,11 @@ def run_family(
             "loadavg_1min_start_end": [load0, os.getloadavg()[0]],
         }
         t0 = time.perf_counter()
-        out = runs.evaluate(run_dir, metrics=list(family.metrics))
+        out = evaluation.evaluate(run_dir, metrics=list(family.metrics))
         rec["eval"] = eval_record(out, time.perf_counter() - t0)
         if is_gan:
             t0 = time.perf_counter()
-            out = runs.evaluate(run_dir, metrics=list(family.metrics), checkpoint="last")
+            out = evaluation.evaluate(run_dir, metrics=list(family.metrics), checkpoint="last")
             rec["eval_last"] = eval_record(out, time.perf_counter() - t0)
         per_seed.append(rec)
         vals = "  ".join(f"{k} {v['value']:.4g}" for k, v in rec["eval"]["metrics"].items())
@@ -431,7 +431,7 @@ def main() -> None:
         "budget_s": {"2d": budget_2d, "digits": budget_digits},
         "seeds": {"2d": list(range(seeds_2d)), "digits": list(range(seeds_digits))},
         "pilot_steps": args.pilot_steps,
-        "sampling_seed": "each config's sample.seed (1234); reference data seed 2000003 (runs.evaluate)",
+        "sampling_seed": "each config's sample.seed (1234); reference data seed 2000003 (evaluate)",
         "argv": sys.argv,
         "tables": {},
         "seconds": 0.0,

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from genlab import __version__, runs
+from genlab import __version__, evaluation, runs
 from genlab.conditioning import run_conditioning
 
 SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
@@ -34,7 +34,7 @@ def guidance_table(run_dir: Path, steps: int) -> list[dict[str, Any]]:
     rows = []
     for w in SCALES:
         t0 = time.perf_counter()
-        res = runs.evaluate(run_dir, metrics=["acc", "fd"], steps=steps, guidance=w)
+        res = evaluation.evaluate(run_dir, metrics=["acc", "fd"], steps=steps, guidance=w)
         rows.append(
             {
                 "w": w,
@@ -52,7 +52,7 @@ def guidance_table(run_dir: Path, steps: int) -> list[dict[str, Any]]:
 
 
 def coupling_row(run_dir: Path, steps: int) -> dict[str, Any]:
-    res = runs.evaluate(run_dir, metrics=["fd"], steps=steps)
+    res = evaluation.evaluate(run_dir, metrics=["fd"], steps=steps)
     run = runs.load_run(run_dir)
     cond = run_conditioning(run, res["n"])
     x = runs.generate(run, res["n"], steps=steps, cond=cond).x

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from genlab import __version__, runs
+from genlab import __version__, evaluation, runs
 from genlab.likelihood import log_prob_ode
 from genlab.networks import MLPConfig, TimeMLP
 from genlab.paths import GaussianSource
@@ -66,7 +66,7 @@ def nll_table(steps: int, cnf_steps: int, n: int, work: Path) -> dict[str, Any]:
         run = runs.load_run(out)
         ref = run.dataset.sample(n, torch.Generator().manual_seed(99))
         t0 = time.perf_counter()
-        nll, floor, unit = runs._nll(run, ref)  # noqa: SLF001 - the same code path as `genlab eval`
+        nll, floor, unit = evaluation._nll(run, ref)  # noqa: SLF001 - the same code path as `genlab eval`
         eval_s = time.perf_counter() - t0
         truth = floor
         rows.append(
@@ -155,7 +155,7 @@ def digits_bpd(steps: int, work: Path) -> list[dict[str, Any]]:
         runs.train(cfg, out, overwrite=True, progress=False)
         run = runs.load_run(out)
         test = runs.build_dataset(run.cfg.data, split="test").images
-        bpd, _, unit = runs._nll(run, test)  # noqa: SLF001
+        bpd, _, unit = evaluation._nll(run, test)  # noqa: SLF001
         rows.append({"model": label, "train_steps": steps, "bits_per_dim": bpd})
         print(f"  digits {label:<20} {bpd:.3f} {unit}", flush=True)
     return rows

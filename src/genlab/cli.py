@@ -151,12 +151,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from genlab import reporting, runs
+    from genlab import evaluation, reporting
 
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
     metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
-    result = runs.evaluate(
+    result = evaluation.evaluate(
         args.run_dir,
         args.n,
         metrics,
@@ -182,16 +182,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_log_prob(args: argparse.Namespace) -> int:
-    from genlab import runs
+    from genlab import evaluation
 
     _positive(args.steps, "--steps")
-    path = runs.log_prob_file(args.run_dir, args.data, args.out, args.steps, args.divergence)
+    path = evaluation.log_prob_file(args.run_dir, args.data, args.out, args.steps, args.divergence)
     print(f"wrote log-densities (nats) to {path}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from genlab import reporting, runs
+    from genlab import evaluation, reporting, runs
 
     t0 = time.perf_counter()
     cfg = runs.resolve_config(DEMO_CONFIGS[args.family], args.overrides)
@@ -200,7 +200,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"genlab demo: {family} on 2D {cfg.data.name}, {cfg.train.steps} steps -> {out}")
     res = runs.train(cfg, out, overwrite=True, progress=not args.no_progress)
     print(f"trained: loss {res.final_loss:.4f} at step {res.step} ({res.steps_per_s:.0f} steps/s)")
-    result = runs.evaluate(out)
+    result = evaluation.evaluate(out)
     figures = reporting.make_figures(out)
     print()
     how = f"the {result['sampler']} sampler" + (

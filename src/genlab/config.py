@@ -426,7 +426,7 @@ def _validate_latent_families(cfg: Config) -> None:
     _check_choice("model.gan.domain", gan.domain, ["inverted", "rotated", *TOY_DATASETS])
 
 
-#: metrics computed from a run rather than from two sample sets (see runs.evaluate)
+#: metrics computed from a run rather than from two sample sets (see evaluation.evaluate)
 RUN_METRICS = ("fd", "nll", "acc", "straightness")
 
 
