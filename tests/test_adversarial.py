@@ -205,7 +205,7 @@ def test_conditional_gan_uses_the_labels() -> None:
     assert not torch.allclose(x0, x1)  # same z, other class
     with pytest.raises(ValueError, match="labelled batches"):
         model.d_loss(torch.randn(8, 2))
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"labels y must lie in \[0, 2\]"):
         model.sample(2, y=torch.tensor([0, 3]))
 
 

@@ -346,7 +346,7 @@ def test_image_dataset_sampling() -> None:
     xs, ys = ds.sample_with_labels(50, generator=gen(1))
     assert torch.equal(xs[:, 0, 0, 0].to(torch.int64), ys)
     assert len(ds) == 6 and ds.dim == 18
-    with pytest.raises(ValueError, match="labels must lie in"):
+    with pytest.raises(ValueError, match="labels y must lie in"):
         ImageDataset(images, labels, num_classes=2)
     with pytest.raises(ValueError, match="images must have shape"):
         ImageDataset(images[:, 0], labels, num_classes=3)

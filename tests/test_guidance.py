@@ -121,7 +121,7 @@ def test_guidance_errors() -> None:
     model = FlowMatching(_net(), (2,), label_dropout=0.1)
     with pytest.raises(ValueError, match="needs labels"):
         model.sample(2, guidance=2.0)
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"labels y must lie in \[0, 2\]"):
         model.sample(2, y=torch.tensor([0, 3]))
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         model.sample(2, y=torch.tensor([0, 1, 2]))

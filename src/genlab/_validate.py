@@ -99,3 +99,20 @@ def check_positive(value: float, name: str) -> float:
     if not isinstance(value, (int, float)) or not value > 0 or value != value:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
+
+
+def check_class_labels(y: Any, num_classes: int, n: int, null_label: int | None = None) -> torch.Tensor:
+    """Labels for n samples of a K-class model: an integer tensor of shape (n,) with values in
+    [0, K - 1], or also ``null_label`` (the "no label" token of guidance) when given.
+    Returns them as int64."""
+    check_tensor(y, "y")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"labels y must be integers, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"labels y must have shape ({n},) (one per sample), got {tuple(y.shape)}")
+    low = 0 if null_label is None else min(0, null_label)
+    if y.numel() and (int(y.min()) < low or int(y.max()) >= num_classes):
+        extra = f" (or {null_label} for no label)" if null_label is not None else " (no 'no label' token)"
+        got = f"[{int(y.min())}, {int(y.max())}]"
+        raise ValueError(f"labels y must lie in [0, {num_classes - 1}]{extra}; got values in {got}")
+    return y.long()

@@ -94,7 +94,7 @@ class ImageDataset:
             raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
         if int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes:
             raise ValueError(
-                f"labels must lie in [0, num_classes) = [0, {self.num_classes}), got values in "
+                f"labels y must lie in [0, num_classes) = [0, {self.num_classes}), got values in "
                 f"[{int(self.labels.min())}, {int(self.labels.max())}]"
             )
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from genlab._validate import check_class_labels
 from genlab.solvers import ODESolution
 
 #: name of the one-pass sampler (``sample.sampler``) of these families
@@ -99,13 +100,4 @@ class LatentModel(nn.Module):
                 "labels were given but the model is not class-conditional "
                 "(build it with num_classes / model.net.class_conditional=true)"
             )
-        if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.dtype == torch.bool:
-            raise ValueError("labels y must be an integer tensor")
-        if y.shape != (n,):
-            raise ValueError(f"labels y must have shape ({n},) (one per sample), got {tuple(y.shape)}")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
-            raise ValueError(
-                f"labels must lie in [0, {k - 1}] ({type(self).__name__} has no 'no label' token, "
-                f"so -1 does not apply); got values in [{int(y.min())}, {int(y.max())}]"
-            )
-        return y.long()
+        return check_class_labels(y, k, n)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_tensor
+from genlab._validate import check_class_labels, check_tensor
 from genlab.networks.embeddings import _check_positive_int
 
 __all__ = [
@@ -70,16 +70,7 @@ def _check_labels(y: torch.Tensor | None, num_classes: int | None, batch_size: i
         raise ValueError(
             f"{owner} is class-conditional (num_classes={num_classes}); pass labels y of shape (B,)"
         )
-    check_tensor(y, "y")
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise ValueError(f"y must be an integer tensor of class labels, got dtype {y.dtype}")
-    if y.shape != (batch_size,):
-        raise ValueError(f"y must have shape (B,) = ({batch_size},); got {tuple(y.shape)}")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
-            f"y must hold labels in {{0..{num_classes - 1}}} (num_classes={num_classes}); "
-            f"got values in [{int(y.min())}, {int(y.max())}]"
-        )
+    check_class_labels(y, num_classes, batch_size)
 
 
 def _check_batch(x: object, name: str, tail: tuple[int, ...], hint: str) -> torch.Tensor:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from genlab._validate import check_tensor
+from genlab._validate import check_class_labels
 
 #: the label that selects the "no label" (null) token of a class-conditional network
 NULL_LABEL = -1
@@ -47,17 +47,7 @@ def check_labels(net: Any, y: torch.Tensor | None, n: int) -> torch.Tensor | Non
             "labels were given but the network is not class-conditional "
             "(build it with num_classes / model.net.class_conditional=true)"
         )
-    check_tensor(y, "y")
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError(f"labels y must be integers, got dtype {y.dtype}")
-    if y.shape != (n,):
-        raise ValueError(f"labels y must have shape ({n},) (one per sample), got {tuple(y.shape)}")
-    if y.numel() and (int(y.min()) < NULL_LABEL or int(y.max()) >= k):
-        raise ValueError(
-            f"labels must lie in [0, {k - 1}] (or -1 for no label); "
-            f"got values in [{int(y.min())}, {int(y.max())}]"
-        )
-    return y.long()
+    return check_class_labels(y, k, n, null_label=NULL_LABEL)
 
 
 def drop_labels(y: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
