@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import error_of
 from genlab.cli import main
 
 TINY = [
@@ -65,13 +66,6 @@ def test_resume_continues(run_dir: Path, tmp_path: Path) -> None:
     assert main(["train", "moons", *over, "--out", str(copy), "--resume", "--no-progress"]) == 0
     steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
     assert steps == [10, 20, 30, 40]
-
-
-def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("genlab: error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 def test_errors_are_one_line(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

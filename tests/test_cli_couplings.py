@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import error_of
 from genlab.cli import main
 
 TINY = [
@@ -36,13 +37,6 @@ TINY_UNET = [
 def _train(config: str, out: Path, *extra: str, tiny: list[str] = TINY) -> Path:
     assert main(["train", config, *tiny, *extra, "--out", str(out), "--no-progress"]) == 0
     return out
-
-
-def _error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("genlab: error: ")
-    return err[0]
 
 
 @pytest.fixture(scope="module")
@@ -148,30 +142,30 @@ def test_coupling_and_guidance_errors(
     ot_run: Path, cond_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = str(tmp_path / "x.npy")
-    assert "class-conditional" in _error(["sample", str(ot_run), "--label", "3", "--out", out], capsys)
-    assert "[0, 9]" in _error(["sample", str(cond_run), "--label", "12", "--out", out], capsys)
-    assert "guidance" in _error(["sample", str(cond_run), "--guidance", "-1", "--out", out], capsys)
-    msg = _error(["train", "moons_diffusion", "model.coupling=ot", "--out", str(tmp_path / "d")], capsys)
+    assert "class-conditional" in error_of(["sample", str(ot_run), "--label", "3", "--out", out], capsys)
+    assert "[0, 9]" in error_of(["sample", str(cond_run), "--label", "12", "--out", out], capsys)
+    assert "guidance" in error_of(["sample", str(cond_run), "--guidance", "-1", "--out", out], capsys)
+    msg = error_of(["train", "moons_diffusion", "model.coupling=ot", "--out", str(tmp_path / "d")], capsys)
     assert "flow_matching only" in msg
-    msg = _error(["train", "moons_sb", "model.path=vp", "--out", str(tmp_path / "s")], capsys)
+    msg = error_of(["train", "moons_sb", "model.path=vp", "--out", str(tmp_path / "s")], capsys)
     assert "model.path=linear" in msg
-    msg = _error(
+    msg = error_of(
         ["train", "moons", "model.source=8gaussians", "model.path=vp", "--out", str(tmp_path / "v")], capsys
     )
     assert "non-Gaussian" in msg
-    msg = _error(["train", "moons", "model.coupling=inpaint", "--out", str(tmp_path / "i")], capsys)
+    msg = error_of(["train", "moons", "model.coupling=inpaint", "--out", str(tmp_path / "i")], capsys)
     assert "corrupts images" in msg
-    msg = _error(
+    msg = error_of(
         ["train", "moons_ot", "model.coupling_args.regularisation=1", "--out", str(tmp_path / "o")], capsys
     )
     assert "valid: method, reg, label_aware, block" in msg
-    msg = _error(["train", "moons", "model.coupling=bridge", "--out", str(tmp_path / "b")], capsys)
+    msg = error_of(["train", "moons", "model.coupling=bridge", "--out", str(tmp_path / "b")], capsys)
     assert "model.coupling" in msg and "ot" in msg
-    msg = _error(["eval", str(ot_run), "--metrics", "acc"], capsys)
+    msg = error_of(["eval", str(ot_run), "--metrics", "acc"], capsys)
     assert "digits" in msg
-    msg = _error(["train", "moons", "sample.guidance=2", "--out", str(tmp_path / "g")], capsys)
+    msg = error_of(["train", "moons", "sample.guidance=2", "--out", str(tmp_path / "g")], capsys)
     assert "sample.guidance" in msg and "class-conditional" in msg
-    msg = _error(
+    msg = error_of(
         ["reflow", str(ot_run), "model.net.width=8", "--out", str(tmp_path / "r"), "--pairs", "10"], capsys
     )
     assert "reflow overrides" in msg

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import error_of
 from genlab.cli import main
 from genlab.runs import packaged_configs
 
@@ -44,13 +45,6 @@ def _train(config: str, out: Path, *extra: str) -> Path:
         == 0
     )
     return out
-
-
-def _error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("genlab: error: ")
-    return err[0]
 
 
 def test_every_family_config_is_packaged() -> None:
@@ -108,7 +102,7 @@ def test_conditional_gan_samples_the_requested_class(tmp_path: Path, capsys) -> 
     assert main(["sample", str(run), "--n", "8", "--label", "3", "--out", str(tmp_path / "x.png")]) == 0
     assert main(["eval", str(run), "--n", "20", "--metrics", "acc", "--label", "3", "--figures"]) == 0
     assert (run / "figures" / "samples_by_class.png").is_file()
-    msg = _error(
+    msg = error_of(
         ["sample", str(run), "--n", "8", "--label", "3", "--guidance", "2", "--out", "x.npy"], capsys
     )
     assert "guidance applies to flow matching and diffusion" in msg
@@ -136,7 +130,7 @@ def test_best_and_last_checkpoints(tmp_path: Path, capsys) -> None:
     assert main(["eval", str(run), "--n", "40", "--metrics", "w2", "--checkpoint", "last"]) == 0
     assert json.loads((run / "eval.json").read_text())["step"] == 12
     plain = _train("moons_vae", tmp_path / "vae")
-    msg = _error(["eval", str(plain), "--checkpoint", "best"], capsys)
+    msg = error_of(["eval", str(plain), "--checkpoint", "best"], capsys)
     assert "has no best checkpoint; train with train.eval_every > 0" in msg
 
 
@@ -172,8 +166,8 @@ def test_best_and_last_checkpoints(tmp_path: Path, capsys) -> None:
     ],
 )
 def test_bad_family_settings_give_one_line_errors(config, overrides, message, tmp_path, capsys) -> None:
-    msg = _error(["train", config, *TINY, *overrides, "--out", str(tmp_path / "r"), "--no-progress"], capsys)
-    assert message in msg
+    argv = ["train", config, *TINY, *overrides, "--out", str(tmp_path / "r"), "--no-progress"]
+    assert message in error_of(argv, capsys)
 
 
 @pytest.mark.parametrize("family", ["vae", "gan"])
@@ -205,4 +199,4 @@ def test_vqvae_can_keep_its_best_checkpoint(tmp_path: Path) -> None:
 
 def test_bernoulli_vae_refuses_an_image_nll(tmp_path: Path, capsys) -> None:
     run = _train("digits_vae", tmp_path / "run", "model.ae.likelihood=bernoulli")
-    assert "not a density of dequantised images" in _error(["eval", str(run), "--metrics", "nll"], capsys)
+    assert "not a density of dequantised images" in error_of(["eval", str(run), "--metrics", "nll"], capsys)

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_helpers import error_of
 from genlab.cli import main
 from genlab.training import checkpoint as ckpt_mod
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint
@@ -52,16 +53,6 @@ GAN = ["train.steps=200", "train.eval_every=0", *SMALL]
 
 def train_in_process(config: str, over: list[str], out: Path, *flags: str) -> None:
     assert main(["train", config, *over, "--out", str(out), "--no-progress", *flags]) == 0
-
-
-def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run the CLI, expect exit status 2 and exactly one line ``genlab: error: ...``."""
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    assert err.startswith("genlab: error: ") and "Traceback" not in err
-    return err.strip()
 
 
 def assert_same_checkpoint(a: Path, b: Path) -> None:
