@@ -43,10 +43,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -56,6 +53,7 @@ import torch  # noqa: E402
 from _env import machine  # noqa: E402
 
 from genlab import __version__, evaluation, runs  # noqa: E402
+from genlab.compare import budget_overrides, mean_std, pilot_rate  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -97,76 +95,6 @@ def environment(threads: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# timing the evaluations a GAN runs during training (they are not part of the budget)
-
-_EVAL_SECONDS: list[float] = []
-_training_evaluator = evaluation.training_evaluator
-
-
-def _timed_training_evaluator(*args: Any, **kwargs: Any) -> Any:
-    evaluate = _training_evaluator(*args, **kwargs)
-
-    def timed(model: Any) -> float:
-        t0 = time.perf_counter()
-        try:
-            return evaluate(model)
-        finally:
-            _EVAL_SECONDS.append(time.perf_counter() - t0)
-
-    return timed
-
-
-evaluation.training_evaluator = _timed_training_evaluator  # runs.train looks it up at call time
-
-
-# ---------------------------------------------------------------------------------------------
-# budget -> steps
-
-
-def pilot_rate(family: Family, base: list[str], steps: int, threads: int) -> dict[str, Any]:
-    """Steps/s of ``steps`` training steps (no evaluation, no checkpoints) in a temp dir: the
-    median of the per-window rates after the first window (which holds the warm-up), and the
-    rate of the whole pilot."""
-    log_every = max(1, steps // 3)
-    over = [
-        *base,
-        f"train.steps={steps}",
-        "train.eval_every=0",
-        f"train.log_every={log_every}",
-        "train.ckpt_every=1000000000",
-        "train.seed=0",
-        f"train.threads={threads}",
-    ]
-    with tempfile.TemporaryDirectory(prefix="families_pilot_") as tmp:
-        t0 = time.perf_counter()
-        res = runs.train(runs.resolve_config(family.config, over), Path(tmp) / "run", progress=False)
-        wall = time.perf_counter() - t0
-        records = [json.loads(s) for s in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    rates = [r["steps_per_s"] for r in records if "steps_per_s" in r]
-    rate = statistics.median(rates[1:]) if len(rates) > 1 else res.steps_per_s
-    return {
-        "steps": steps,
-        "steps_per_s": rate,
-        "window_rates": rates,
-        "steps_per_s_whole_pilot": res.steps_per_s,
-        "wall_s": wall,
-    }
-
-
-def budget_overrides(cfg: Any, steps: int) -> dict[str, int]:
-    """The train.* overrides that scale a config to ``steps`` steps."""
-    t = cfg.train
-    over = {
-        "steps": steps,
-        "ckpt_every": max(t.ckpt_every, math.ceil(steps / 3)),
-        "warmup_steps": min(t.warmup_steps, steps // 10),
-    }
-    if t.eval_every > 0:
-        over["eval_every"] = max(1, round(steps / 6))
-    return over
-
-
-# ---------------------------------------------------------------------------------------------
 # one (family, data set)
 
 
@@ -182,7 +110,9 @@ def run_family(
     family: Family, dataset: str, base: list[str], budget: float, seeds: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     say(f"[{dataset}] {family.config}: pilot ({args.pilot_steps} steps) ...")
-    pilot = pilot_rate(family, base, args.pilot_steps, args.threads)
+    pilot = pilot_rate(
+        family.config, [*base, "train.seed=0", f"train.threads={args.threads}"], args.pilot_steps
+    )
     steps = max(1, round(budget * pilot["steps_per_s"]))
     cfg0 = runs.resolve_config(family.config, base)
     scaled = budget_overrides(cfg0, steps)
@@ -198,18 +128,16 @@ def run_family(
         ]
         cfg = runs.resolve_config(family.config, over)
         run_dir = Path(args.work) / dataset / family.config / f"seed{seed}"
-        _EVAL_SECONDS.clear()
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         res = runs.train(cfg, run_dir, overwrite=True, progress=False)
         wall = time.perf_counter() - t0
-        in_train_eval = sum(_EVAL_SECONDS)
+        in_train_eval = res.eval_seconds
         rec: dict[str, Any] = {
             "seed": seed,
             "run_dir": str(run_dir),
             "train_wall_s": wall,
             "train_eval_s": in_train_eval,
-            "train_evals": len(_EVAL_SECONDS),
             "train_s": wall - in_train_eval,  # what the budget holds fixed
             "steps": res.step,
             "steps_per_s": res.steps_per_s,
@@ -248,14 +176,6 @@ def run_family(
         "metrics": list(family.metrics),
         "seeds": per_seed,
         "summary": summarize(per_seed, is_gan),
-    }
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
     }
 
 

@@ -1,4 +1,4 @@
-"""The ``genlab`` command: train | sample | eval | log-prob | reflow | demo.
+"""The ``genlab`` command: train | sample | eval | log-prob | reflow | compare | demo.
 
 Errors the user can fix print one line ``genlab: error: ...`` and exit with status 2;
 ``--debug`` shows the traceback instead. Ctrl-C during training saves a checkpoint first.
@@ -85,6 +85,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=100, help="RK4 steps of the teacher's ODE")
     r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=3000")
     r.add_argument("--no-progress", action="store_true")
+
+    c = sub.add_parser(
+        "compare", help="train several configs with one budget on one data set; table + figure"
+    )
+    c.add_argument(
+        "configs", nargs="+", help="packaged config names or YAML files; key=value overrides apply to all"
+    )
+    c.add_argument(
+        "--budget", default="30s", help="training budget per run: N or Nsteps, or Ns / Nmin (default 30s)"
+    )
+    c.add_argument("--seeds", type=int, default=3, help="training seeds per config (default 3)")
+    c.add_argument(
+        "--metrics", default=None, help="comma-separated subset of w2,mmd,fd,nll,acc (default by data)"
+    )
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads of every run")
+    c.add_argument("--out", default="runs/compare", help="folder of the table, figure and runs")
+    c.add_argument("--overwrite", action="store_true", help="discard a different comparison in --out")
+    c.add_argument("--no-progress", action="store_true")
 
     d = sub.add_parser("demo", help="train on 2D moons, evaluate, draw (about 2 minutes)")
     d.add_argument("--family", default="flow_matching", choices=sorted(DEMO_CONFIGS))
@@ -220,6 +238,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from genlab import compare
+
+    configs = [c for c in args.configs if "=" not in c]
+    overrides = [c for c in args.configs if "=" in c]
+    _positive(args.seeds, "--seeds")
+    _positive(args.threads, "--threads")
+    metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
+    result = compare.compare(
+        configs,
+        args.out,
+        args.budget,
+        args.seeds,
+        overrides,
+        metrics,
+        args.threads,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(compare.markdown(result))
+    out = Path(args.out)
+    print(f"wrote {out / compare.RESULT_FILE}, {out / compare.TABLE_FILE}, {result['figure']}")
+    return 0
+
+
 def _cmd_reflow(args: argparse.Namespace) -> int:
     from genlab import runs
 
@@ -240,6 +283,7 @@ COMMANDS = {
     "eval": _cmd_eval,
     "log-prob": _cmd_log_prob,
     "reflow": _cmd_reflow,
+    "compare": _cmd_compare,
     "demo": _cmd_demo,
 }
 
@@ -256,8 +300,11 @@ def _run(argv: Sequence[str] | None) -> int:
     args, extra = parser.parse_known_args(argv)
     # dotted overrides may also follow the flags: `genlab train moons --out X train.steps=10`
     if extra:
-        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        dotted = all("=" in e and not e.startswith("-") for e in extra)
+        if dotted and hasattr(args, "overrides"):
             args.overrides = [*args.overrides, *extra]
+        elif dotted and hasattr(args, "configs"):  # compare: its overrides share the positionals
+            args.configs = [*args.configs, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

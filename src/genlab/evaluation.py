@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,9 @@ def evaluate(
     keep = "straightness" in names
     if keep and (sampler or run.cfg.sample.sampler or "ode") != "ode":
         raise ConfigError("metric straightness follows the ODE paths; evaluate it with --sampler ode")
+    t0 = time.perf_counter()
     sol = generate(run, n, solver, steps, seed, keep, sampler=sampler, cond=cond, **options)
+    sample_s = time.perf_counter() - t0
     gen_ref = torch.Generator().manual_seed(2_000_003)
     ref, pool = _reference(run, n, gen_ref)
     flat = {"samples": sol.x.flatten(1), "ref": ref.flatten(1)}
@@ -154,6 +157,7 @@ def evaluate(
         "solver": solver or run.cfg.sample.solver,
         "steps": steps or run.cfg.sample.steps,
         "nfe": sol.nfe,
+        "sample_s": sample_s,  # wall time of drawing the n samples
         "ema": run.ema,
         "checkpoint": checkpoint or run.cfg.sample.checkpoint,
         "guidance": cond.guidance,

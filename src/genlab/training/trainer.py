@@ -83,6 +83,7 @@ class TrainResult:
     final_loss: float  # mean loss over the last logging window
     steps_per_s: float  # training throughput of this invocation
     run_dir: Path
+    eval_seconds: float = 0.0  # of this invocation's wall time, spent in ``evaluator`` calls
 
 
 def make_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -165,6 +166,7 @@ class Trainer:
         self.config = config or {}
         self.progress = progress
         self.evaluator = evaluator
+        self.eval_seconds = 0.0  # time spent scoring (train.eval_every) in this invocation
         self.evaluate_ema = evaluate_ema
         self._interrupted = False
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -371,6 +373,7 @@ class Trainer:
         """Score the sampling weights; keep them in RUN_DIR/best when they are the best
         (rank 0 only: the others go on to the next step and wait for it there)."""
         assert self.evaluator is not None
+        t0 = time.perf_counter()
         was_training = self.model.training
         ema = self.ema is not None and self.evaluate_ema
         with self.ema.swapped() if ema and self.ema is not None else nullcontext():
@@ -391,6 +394,7 @@ class Trainer:
         log.write(json.dumps(record) + "\n")
         log.flush()
         tb.add_scalars({"eval/score": score, "eval/best": self.best}, self.step)
+        self.eval_seconds += time.perf_counter() - t0
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train up to ``cfg.steps`` steps (continuing from the last checkpoint if resume)."""
@@ -479,6 +483,7 @@ class Trainer:
             final_loss=last_loss,
             steps_per_s=done / elapsed if elapsed > 0 and done else 0.0,
             run_dir=self.run_dir,
+            eval_seconds=self.eval_seconds,
         )
 
 

@@ -1,0 +1,499 @@
+"""``genlab compare``: several model families on one data set, one budget, one evaluation.
+
+Every CONFIG (a packaged name or a YAML file) is trained for the same budget on every seed:
+a number of training steps, or a number of wall-clock seconds that a short pilot turns into
+steps (each config's steps/s, measured without evaluation or checkpoints). Each run is then
+scored by :func:`genlab.evaluation.evaluate` -- the code behind ``genlab eval`` -- on the same
+held-out data with the same metrics, and the table reports mean ± std over seeds next to the
+data-vs-data floor, with NFE, training and sampling time.
+
+Into ``OUT``: ``compare.json`` (plan, every run's record, summary), ``compare.md`` (the table),
+``compare.png`` (the data, then one panel of samples per config, seed 0) and
+``runs/<name>/seed<k>/`` (the runs). Interrupted? Run the same command again: the plan
+(``plan.json``: steps per config) is read back instead of re-measured, finished runs are
+reused and an unfinished training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab import __version__, evaluation, runs
+from genlab.builders import IMAGE_SETS
+from genlab.config import Config, ConfigError
+from genlab.training.atomic import atomic_write_json, atomic_write_text
+from genlab.training.checkpoint import list_checkpoints
+
+#: metrics ``compare`` can put in its table (each only where it is defined for a config)
+COMPARE_METRICS = ("w2", "mmd", "fd", "nll", "acc")
+METRIC_NAMES = {"w2": "W2", "mmd": "MMD²", "fd": "FD", "nll": "NLL", "acc": "acc"}
+HIGHER_IS_BETTER = frozenset({"acc"})
+#: families whose runs have a likelihood (the VAE's is the IWAE bound)
+LIKELIHOOD = frozenset({"flow_matching", "diffusion", "ddpm", "cnf", "realnvp", "vae"})
+PLAN_FILE, RESULT_FILE, TABLE_FILE, FIGURE_FILE = "plan.json", "compare.json", "compare.md", "compare.png"
+RECORD_FILE = "compare_record.json"  # in each run directory, once it is scored
+
+
+# ---------------------------------------------------------------------------------------------
+# the budget
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training budget of every run: ``amount`` steps or wall-clock seconds."""
+
+    amount: float
+    unit: str  # "steps" or "seconds"
+
+    def __str__(self) -> str:
+        return f"{int(self.amount)} steps" if self.unit == "steps" else f"{self.amount:g} s"
+
+
+_BUDGET = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(steps?|s|sec|secs|seconds?|m|min|mins|minutes?)?")
+
+
+def parse_budget(text: str) -> Budget:
+    """``"2000"`` or ``"2000steps"`` -> 2000 steps; ``"60s"`` or ``"1min"`` -> 60 seconds."""
+    m = _BUDGET.fullmatch(str(text).strip().lower())
+    if m is None:
+        raise ConfigError(
+            f"--budget must be a number of steps (e.g. 2000 or 2000steps) or of seconds "
+            f"(e.g. 60s or 2min), got {text!r}"
+        )
+    value, unit = float(m.group(1)), m.group(2) or "steps"
+    if unit.startswith("step"):
+        if value != int(value) or value < 1:
+            raise ConfigError(f"--budget in steps must be a whole number >= 1, got {text!r}")
+        return Budget(int(value), "steps")
+    seconds = value * (60.0 if unit.startswith("m") else 1.0)
+    if seconds <= 0:
+        raise ConfigError(f"--budget in seconds must be > 0, got {text!r}")
+    return Budget(seconds, "seconds")
+
+
+def budget_overrides(cfg: Config, steps: int) -> dict[str, int]:
+    """The ``train.*`` settings that scale a config to ``steps`` steps: at most three
+    checkpoints on the way (their writing counts as training time), warm-up at most a tenth of
+    the run, and (if the config keeps a best checkpoint) an evaluation every sixth."""
+    t = cfg.train
+    over = {
+        "steps": steps,
+        "ckpt_every": max(t.ckpt_every, math.ceil(steps / 3)),
+        "warmup_steps": min(t.warmup_steps, steps // 10),
+    }
+    if t.eval_every > 0:
+        over["eval_every"] = max(1, round(steps / 6))
+    return over
+
+
+def pilot_rate(config: str, overrides: Sequence[str], steps: int = 30) -> dict[str, Any]:
+    """Training steps/s of ``config`` over a ``steps``-step pilot in a temporary directory (no
+    evaluation, no checkpoints): the median of the logging windows after the first, which
+    holds the warm-up, or the whole pilot's rate if it has one window."""
+    log_every = max(1, steps // 3)
+    over = [
+        *overrides,
+        f"train.steps={steps}",
+        "train.eval_every=0",
+        f"train.log_every={log_every}",
+        "train.ckpt_every=1000000000",
+        "train.warmup_steps=0",
+    ]
+    with tempfile.TemporaryDirectory(prefix="genlab_pilot_") as tmp:
+        t0 = time.perf_counter()
+        res = runs.train(runs.resolve_config(config, over), Path(tmp) / "run", progress=False)
+        wall = time.perf_counter() - t0
+        lines = (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
+    rates = [r["steps_per_s"] for r in map(json.loads, lines) if "steps_per_s" in r]
+    rate = statistics.median(rates[1:]) if len(rates) > 1 else res.steps_per_s
+    return {"steps": steps, "steps_per_s": rate, "window_rates": rates, "wall_s": wall}
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
+
+
+@dataclass
+class Entry:
+    """One config of the comparison, scaled to the budget."""
+
+    name: str  # its row in the table and its folder under runs/
+    config: str  # as given on the command line
+    family: str
+    overrides: list[str]  # everything passed to resolve_config, budget settings included
+    steps: int
+    metrics: list[str]  # the metrics defined for it
+    pilot: dict[str, Any] | None  # the steps/s measurement of a seconds budget
+
+
+def metrics_for(cfg: Config, requested: Sequence[str] | None) -> list[str]:
+    """The metrics of one config: ``requested`` where defined, else the default for its data
+    (2D: W2, MMD²; digits: FD, W2; other images: W2) plus the NLL where the family has one."""
+    digits = cfg.data.name == "digits"
+    images = cfg.data.name in IMAGE_SETS
+    has_nll = cfg.model.family in LIKELIHOOD and not (
+        cfg.model.family == "vae" and cfg.model.ae.likelihood == "bernoulli"
+    )
+    conditional = bool(cfg.model.net.class_conditional)
+    defined = {
+        "w2": True,
+        "mmd": not images,
+        "fd": digits,
+        "nll": has_nll,
+        "acc": digits and conditional and cfg.sample.label is not None and cfg.sample.label >= 0,
+    }
+    if requested is None:
+        base = ["fd", "w2"] if digits else (["w2"] if images else ["w2", "mmd"])
+        return [*base, "nll"] if has_nll else base
+    return [m for m in requested if defined[m]]
+
+
+def _names(configs: Sequence[str]) -> list[str]:
+    names = [Path(c).stem if c.endswith((".yaml", ".yml")) else c for c in configs]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"each config may appear once in a comparison; repeated: {', '.join(dup)}")
+    return names
+
+
+def make_plan(
+    configs: Sequence[str],
+    overrides: Sequence[str],
+    budget: Budget,
+    metrics: Sequence[str] | None,
+    threads: int | None,
+    pilot_steps: int,
+    say: Callable[[str], None],
+) -> list[Entry]:
+    """Resolve every config (validating them all before any training), check they share one
+    data set, and turn the budget into steps per config."""
+    if not configs:
+        raise ConfigError("genlab compare needs at least one config, e.g. genlab compare moons moons_gan")
+    if metrics is not None:
+        bad = [m for m in metrics if m not in COMPARE_METRICS]
+        if bad:
+            raise ConfigError(
+                f"unknown metric {bad[0]!r} for compare; choose from: {', '.join(COMPARE_METRICS)}"
+            )
+    base = [*overrides, *([f"train.threads={threads}"] if threads else [])]
+    names = _names(configs)
+    cfgs = [runs.resolve_config(c, base) for c in configs]
+    data = {}
+    for name, cfg in zip(names, cfgs, strict=True):
+        data.setdefault(json.dumps(asdict(cfg.data), sort_keys=True, default=str), []).append(name)
+    if len(data) > 1:
+        groups = "; ".join(f"{json.loads(k)['name']}: {', '.join(v)}" for k, v in data.items())
+        raise ConfigError(
+            f"genlab compare trains every config on one data set, but these differ ({groups}); "
+            f"put them on one with an override, e.g. data.name={cfgs[0].data.name}"
+        )
+    plan = []
+    for name, config, cfg in zip(names, configs, cfgs, strict=True):
+        chosen = metrics_for(cfg, metrics)
+        if not chosen:
+            raise ConfigError(f"none of the metrics {', '.join(metrics or [])} is defined for {name}")
+        pilot = None
+        if budget.unit == "steps":
+            steps = int(budget.amount)
+        else:
+            say(f"{name}: measuring steps/s ({pilot_steps}-step pilot) ...")
+            pilot = pilot_rate(config, base, pilot_steps)
+            steps = max(1, round(budget.amount * pilot["steps_per_s"]))
+            say(f"{name}: {pilot['steps_per_s']:.1f} steps/s -> {steps} steps in {budget}")
+        scaled = [f"train.{k}={v}" for k, v in budget_overrides(cfg, steps).items()]
+        plan.append(Entry(name, config, cfg.model.family, [*base, *scaled], steps, chosen, pilot))
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def _settings(
+    configs: Sequence[str],
+    overrides: Sequence[str],
+    budget: Budget,
+    seeds: int,
+    metrics: Any,
+    threads: int | None,
+) -> dict[str, Any]:
+    return {
+        "configs": list(configs),
+        "overrides": list(overrides),
+        "budget": asdict(budget),
+        "seeds": seeds,
+        "metrics": list(metrics) if metrics else None,
+        "threads": threads,
+    }
+
+
+def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> list[Entry] | None:
+    """The saved plan if ``out`` holds this same comparison; None for a fresh one."""
+    plan_path = out / PLAN_FILE
+    if plan_path.exists():
+        saved = json.loads(plan_path.read_text())
+        if overwrite:
+            shutil.rmtree(out)
+        elif saved["settings"] == settings:
+            return [Entry(**e) for e in saved["entries"]]
+        else:
+            raise ConfigError(
+                f"{out} holds a comparison with other settings; choose another --out or pass --overwrite"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} exists and is not a genlab compare folder; choose another --out")
+    return None
+
+
+def run_one(entry: Entry, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:
+    """Train (or resume, or reuse) one seed of one config and score it."""
+    record_path = run_dir / RECORD_FILE
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        if record.get("steps") == entry.steps:
+            return {**record, "reused": True}
+    cfg = runs.resolve_config(entry.config, [*entry.overrides, f"train.seed={seed}"])
+    resume = bool(list_checkpoints(run_dir))
+    t0 = time.perf_counter()
+    res = runs.train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+    wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ev = evaluation.evaluate(run_dir, metrics=entry.metrics)
+    record = {
+        "seed": seed,
+        "steps": res.step,
+        "train_s": wall - res.eval_seconds,  # what a seconds budget holds fixed
+        "train_eval_s": res.eval_seconds,  # scoring for the best checkpoint (train.eval_every)
+        "resumed": resume,
+        "final_loss": res.final_loss,
+        "eval_s": time.perf_counter() - t0,
+        "sample_s": ev["sample_s"],
+        "nfe": ev["nfe"],
+        "sampler": ev["sampler"],
+        "n": ev["n"],
+        "checkpoint": ev["checkpoint"],
+        "eval_step": ev["step"],
+        "metrics": {k: v["value"] for k, v in ev["metrics"].items()},
+        "floors": {k: v["floor"] for k, v in ev["metrics"].items()},
+        "nll_unit": ev.get("nll_unit"),
+    }
+    atomic_write_json(record_path, record)
+    return record
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value) and count."""
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over the seeds of one config."""
+    metrics = records[0]["metrics"]
+    return {
+        "metrics": {m: mean_std([r["metrics"][m] for r in records]) for m in metrics},
+        "floors": records[0]["floors"],
+        "train_s": mean_std([r["train_s"] for r in records]),
+        "sample_s": mean_std([r["sample_s"] for r in records]),
+        "nfe": records[0]["nfe"],
+        "nll_unit": records[0]["nll_unit"],
+    }
+
+
+def compare(
+    configs: Sequence[str],
+    out: str | Path,
+    budget: Budget | str = "30s",
+    seeds: int = 3,
+    overrides: Sequence[str] = (),
+    metrics: Sequence[str] | None = None,
+    threads: int | None = None,
+    pilot_steps: int = 30,
+    overwrite: bool = False,
+    progress: bool = True,
+    figure: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train every config for ``budget`` on ``seeds`` seeds, score them alike, and write the
+    table, the figure and the JSON into ``out``; returns the JSON's content."""
+    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    budget = budget if isinstance(budget, Budget) else parse_budget(budget)
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    out = Path(out)
+    settings = _settings(configs, overrides, budget, seeds, metrics, threads)
+    plan = _prepare_out(out, settings, overwrite)
+    if plan is None:
+        plan = make_plan(configs, overrides, budget, metrics, threads, pilot_steps, say)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / PLAN_FILE, {"settings": settings, "entries": [asdict(e) for e in plan]})
+    else:
+        say(f"continuing the comparison in {out} (plan.json: {', '.join(e.name for e in plan)})")
+    t_start = time.perf_counter()
+    rows = []
+    total = len(plan) * seeds
+    for i, entry in enumerate(plan):
+        records = []
+        for seed in range(seeds):
+            k = i * seeds + seed + 1
+            say(f"[{k}/{total}] {entry.name} seed {seed}: {entry.steps} steps ...")
+            rec = run_one(entry, seed, out / "runs" / entry.name / f"seed{seed}", progress)
+            values = "  ".join(f"{m} {v:.4g}" for m, v in rec["metrics"].items())
+            how = "reused" if rec.get("reused") else f"train {rec['train_s']:.1f} s"
+            say(f"[{k}/{total}] {entry.name} seed {seed}: {how}, NFE {rec['nfe']}  {values}")
+            records.append(rec)
+        rows.append({**asdict(entry), "seeds": records, "summary": summarize(records)})
+    cfg0 = runs.resolve_config(plan[0].config, plan[0].overrides)
+    result = {
+        "command": command_line(settings, out),
+        "settings": settings,
+        "data": cfg0.data.name,
+        "budget": str(budget),
+        "rows": rows,
+        "seconds": time.perf_counter() - t_start,
+        "environment": environment(threads),
+    }
+    atomic_write_json(out / RESULT_FILE, result)
+    atomic_write_text(out / TABLE_FILE, markdown(result) + "\n")
+    if figure:
+        result["figure"] = str(draw(plan, out))
+    return result
+
+
+def command_line(settings: dict[str, Any], out: Path) -> str:
+    """The ``genlab compare`` command that regenerates a comparison."""
+    b = Budget(**settings["budget"])
+    budget = f"{int(b.amount)}steps" if b.unit == "steps" else f"{b.amount:g}s"
+    parts = ["genlab compare", *settings["configs"], *settings["overrides"], f"--budget {budget}"]
+    parts.append(f"--seeds {settings['seeds']}")
+    if settings["metrics"]:
+        parts.append(f"--metrics {','.join(settings['metrics'])}")
+    if settings["threads"]:
+        parts.append(f"--threads {settings['threads']}")
+    return " ".join([*parts, f"--out {out}"])
+
+
+def environment(threads: int | None) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import os
+    import platform
+
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads or torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "genlab": __version__,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the table and the figure
+
+
+def _fmt(x: float | None, metric: str) -> str:
+    if x is None:
+        return "-"
+    if metric == "mmd":
+        return f"{x:.4f}"
+    return f"{x:.3f}" if metric in ("w2", "acc") else f"{x:.2f}"
+
+
+def _cell(s: dict[str, float] | None, metric: str) -> str:
+    if s is None:
+        return "-"
+    return f"{_fmt(s['mean'], metric)} ± {_fmt(s['std'], metric)}" if s["n"] > 1 else _fmt(s["mean"], metric)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The comparison table: one row per config, mean ± std over seeds."""
+    rows = result["rows"]
+    metrics = [m for m in COMPARE_METRICS if any(m in r["summary"]["metrics"] for r in rows)]
+    floors = {
+        m: next((r["summary"]["floors"].get(m) for r in rows if m in r["summary"]["floors"]), None)
+        for m in metrics
+    }
+    unit = next((r["summary"]["nll_unit"] for r in rows if r["summary"]["nll_unit"]), None)
+
+    def head(m: str) -> str:
+        name = METRIC_NAMES[m] + (f" ({unit})" if m == "nll" and unit else "")
+        arrow = "↑" if m in HIGHER_IS_BETTER else "↓"
+        floor = f" (floor {_fmt(floors[m], m)})" if floors[m] is not None else ""
+        return f"{name} {arrow}{floor}"
+
+    env = result["environment"]
+    seeds = result["settings"]["seeds"]
+    lines = [
+        f"Data {result['data']}; budget {result['budget']} of training per run; mean ± std over "
+        f"{seeds} seed(s). {env['cpu_model'] or 'CPU'} ({env['cpu_count']} cores), torch "
+        f"{env['torch']} on {env['torch_threads']} thread(s).",
+        "",
+        "| model | family | steps | train s | NFE | sample s | " + " | ".join(map(head, metrics)) + " |",
+        "|" + "---|" * (6 + len(metrics)),
+    ]
+    for r in rows:
+        s = r["summary"]
+        cells = [
+            r["name"],
+            r["family"],
+            str(r["steps"]),
+            f"{s['train_s']['mean']:.1f}",
+            str(s["nfe"]),
+            f"{s['sample_s']['mean']:.2f}",
+            *[_cell(s["metrics"].get(m), m) for m in metrics],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "train s: wall time of training (in-training evaluations excluded); sample s: drawing the "
+        "evaluation samples; NFE: network evaluations per sample (1 for VAEs, GANs, RealNVP). "
+        "Floor: the metric between two independent draws of the data (NLL: the true NLL where the "
+        "density is known); '-': not defined for that family.",
+    ]
+    return "\n".join(lines)
+
+
+def draw(plan: Sequence[Entry], out: Path, n: int = 1000) -> Path:
+    """compare.png: the data, then samples of every config's seed-0 run."""
+    from genlab.viz.compare import plot_comparison
+
+    samples, captions = {}, {}
+    data = None
+    for entry in plan:
+        run_dir = out / "runs" / entry.name / "seed0"
+        run = runs.load_run(run_dir)
+        images = run.cfg.data.name in IMAGE_SETS
+        k = 36 if images else n
+        samples[entry.name] = runs.generate(run, k).x
+        record = json.loads((run_dir / RECORD_FILE).read_text())
+        metric = entry.metrics[0]
+        captions[entry.name] = f"{METRIC_NAMES[metric]} {_fmt(record['metrics'][metric], metric)}"
+        if data is None:
+            data = evaluation._reference(run, k, torch.Generator().manual_seed(2_000_003))[0]
+    assert data is not None
+    return plot_comparison(samples, data, out / FIGURE_FILE, captions)
