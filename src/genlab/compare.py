@@ -358,7 +358,8 @@ def compare(
             how = "reused" if rec.get("reused") else f"train {rec['train_s']:.1f} s"
             say(f"[{k}/{total}] {entry.name} seed {seed}: {how}, NFE {rec['nfe']}  {values}")
             records.append(rec)
-        rows.append({**asdict(entry), "seeds": records, "summary": summarize(records)})
+        batch = runs.resolve_config(entry.config, entry.overrides).train.batch_size
+        rows.append({**asdict(entry), "batch_size": batch, "seeds": records, "summary": summarize(records)})
     cfg0 = runs.resolve_config(plan[0].config, plan[0].overrides)
     result = {
         "command": command_line(settings, out),
@@ -453,14 +454,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"{seeds} seed(s). {env['cpu_model'] or 'CPU'} ({env['cpu_count']} cores), torch "
         f"{env['torch']} on {env['torch_threads']} thread(s).",
         "",
-        "| model | family | steps | train s | NFE | sample s | " + " | ".join(map(head, metrics)) + " |",
-        "|" + "---|" * (6 + len(metrics)),
+        "| model | family | batch | steps | train s | NFE | sample s | "
+        + " | ".join(map(head, metrics))
+        + " |",
+        "|" + "---|" * (7 + len(metrics)),
     ]
     for r in rows:
         s = r["summary"]
         cells = [
             r["name"],
             r["family"],
+            str(r.get("batch_size", "-")),
             str(r["steps"]),
             f"{s['train_s']['mean']:.1f}",
             str(s["nfe"]),
