@@ -832,6 +832,34 @@ def render_scaling(name: str, data: Json, path: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------
+# genlab compare (compare.json copied from its --out folder, with its compare.md)
+# --------------------------------------------------------------------------------------
+
+
+def render_compare(name: str, data: Json, path: Path) -> list[str]:
+    rows = data.get("rows", [])
+    batches = sorted({str(r.get("batch_size")) for r in rows if r.get("batch_size") is not None})
+    nfes = ", ".join(f"{r['name']} {r['summary']['nfe']}" for r in rows)
+    steps = ", ".join(f"{r['name']} {r['steps']}" for r in rows)
+    out = facts(
+        name,
+        data,
+        batch="/".join(batches) if batches else None,
+        training=f"{data.get('budget', '?')} per run, i.e. {steps}" if rows else None,
+        seeds=str(data.get("settings", {}).get("seeds")) if data.get("settings") else None,
+        nfe=nfes or None,
+        command=data.get("command"),
+    )
+    md = path.with_suffix(".md")
+    if md.exists():
+        out += ["", md.read_text().strip()]
+    png = path.with_suffix(".png")
+    if png.exists():
+        out += ["", f"![samples of every model, seed 0](results/{png.name})"]
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # generic: any other result file (schedulers.json, flows.json, compare.json, ...)
 # --------------------------------------------------------------------------------------
 
@@ -912,7 +940,20 @@ SECTIONS: list[tuple[str, str, list[Entry]]] = [
                 render_families,
                 "OMP_NUM_THREADS=1 python benchmarks/families.py --threads 1",
             ),
-            ("compare.json", "`genlab compare`", None, "genlab compare"),
+            (
+                "compare_moons.json",
+                "`genlab compare` on moons: every 2D family, 30 s of training each",
+                render_compare,
+                "genlab compare moons moons_ot moons_diffusion moons_ddpm moons_cnf moons_realnvp "
+                "moons_vae moons_gan moons_wgan_gp --budget 30s --seeds 3 --threads 1",
+            ),
+            (
+                "compare_digits.json",
+                "`genlab compare` on digits, 60 s of training each",
+                render_compare,
+                "genlab compare digits digits_diffusion digits_vae digits_vqvae digits_gan "
+                "--budget 60s --seeds 2 --threads 1",
+            ),
         ],
     ),
     (
@@ -992,6 +1033,8 @@ def detect(data: Json) -> Renderer | None:
         return render_families
     if isinstance(data.get("config"), dict) and ("cost" in data or "nfe" in data):
         return render_couplings
+    if "rows" in data and "budget" in data and "settings" in data:
+        return render_compare
     if data.get("benchmark") == "scaling":
         return render_scaling
     return None

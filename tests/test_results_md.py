@@ -205,9 +205,25 @@ def test_special_cased_renderers(rmd, tmp_path):
     # a generic result file with its own markdown: embedded with demoted headings
     write(
         tmp_path,
-        "compare.json",
-        {"argv": ["genlab", "compare", "a", "b"], "markdown": "# Compare\n\n| x | 1 |"},
+        "schedulers.json",
+        {"argv": ["benchmarks/schedulers.py", "--x"], "markdown": "# Compare\n\n| x | 1 |"},
     )
+    # a genlab compare result (copied from its --out folder) with its table next to it
+    write(
+        tmp_path,
+        "compare_moons.json",
+        {
+            "command": "genlab compare a b --budget 5steps --seeds 2",
+            "settings": {"seeds": 2},
+            "budget": "5 steps",
+            "rows": [
+                {"name": "a", "batch_size": 64, "steps": 5, "summary": {"nfe": 40}},
+                {"name": "b", "batch_size": 32, "steps": 5, "summary": {"nfe": 1}},
+            ],
+            "environment": {"cpu_count": 2, "torch_threads": 1},
+        },
+    )
+    (tmp_path / "compare_moons.md").write_text("| a | 0.512 |\n")
     text = rmd.render(tmp_path)
 
     toy = section(text, "Flow matching on 2D toys")
@@ -252,7 +268,14 @@ def test_special_cased_renderers(rmd, tmp_path):
     assert "1.50x" in text
     assert row(sca, "seeds") == "| seeds | not recorded |"
 
-    cmp_ = section(text, "`genlab compare`")
-    assert "#### Compare" in cmp_ and "| x | 1 |" in cmp_
-    assert "`genlab compare a b`" in row(cmp_, "command")
-    assert row(cmp_, "batch size") == "| batch size | not recorded |"
+    gen = section(text, "Diffusion schedulers")
+    assert "#### Compare" in gen and "| x | 1 |" in gen
+    assert "--x" in row(gen, "command")
+    assert row(gen, "batch size") == "| batch size | not recorded |"
+
+    cmp_ = section(text, "`genlab compare` on moons")
+    assert "| a | 0.512 |" in cmp_
+    assert row(cmp_, "batch size") == "| batch size | 32/64 |"
+    assert row(cmp_, "seeds") == "| seeds | 2 |"
+    assert row(cmp_, "NFE / sampler steps") == "| NFE / sampler steps | a 40, b 1 |"
+    assert "genlab compare a b --budget 5steps" in row(cmp_, "command")

@@ -239,7 +239,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from genlab import compare
+    from genlab import compare, reporting
 
     configs = [c for c in args.configs if "=" not in c]
     overrides = [c for c in args.configs if "=" in c]
@@ -257,7 +257,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    print(compare.markdown(result))
+    print(reporting.compare_table(result))
     out = Path(args.out)
     print(f"wrote {out / compare.RESULT_FILE}, {out / compare.TABLE_FILE}, {result['figure']}")
     return 0

@@ -29,18 +29,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from genlab import __version__, evaluation, runs
+from genlab import evaluation, runs
 from genlab.builders import IMAGE_SETS
 from genlab.config import Config, ConfigError
+from genlab.reporting import compare_figure, compare_table
 from genlab.training.atomic import atomic_write_json, atomic_write_text
 from genlab.training.checkpoint import list_checkpoints
 
 #: metrics ``compare`` can put in its table (each only where it is defined for a config)
 COMPARE_METRICS = ("w2", "mmd", "fd", "nll", "acc")
-METRIC_NAMES = {"w2": "W2", "mmd": "MMD²", "fd": "FD", "nll": "NLL", "acc": "acc"}
-HIGHER_IS_BETTER = frozenset({"acc"})
 #: families whose runs have a likelihood (the VAE's is the IWAE bound)
 LIKELIHOOD = frozenset({"flow_matching", "diffusion", "ddpm", "cnf", "realnvp", "vae"})
 PLAN_FILE, RESULT_FILE, TABLE_FILE, FIGURE_FILE = "plan.json", "compare.json", "compare.md", "compare.png"
@@ -371,9 +368,9 @@ def compare(
         "environment": environment(threads),
     }
     atomic_write_json(out / RESULT_FILE, result)
-    atomic_write_text(out / TABLE_FILE, markdown(result) + "\n")
+    atomic_write_text(out / TABLE_FILE, compare_table(result) + "\n")
     if figure:
-        result["figure"] = str(draw(plan, out))
+        result["figure"] = str(compare_figure(result, out))
     return result
 
 
@@ -391,113 +388,7 @@ def command_line(settings: dict[str, Any], out: Path) -> str:
 
 
 def environment(threads: int | None) -> dict[str, Any]:
-    """What the numbers were measured on."""
-    import os
-    import platform
+    """What the numbers were measured on (:func:`genlab.machine.machine`)."""
+    from genlab.machine import machine
 
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads or torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "genlab": __version__,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# the table and the figure
-
-
-def _fmt(x: float | None, metric: str) -> str:
-    if x is None:
-        return "-"
-    if metric == "mmd":
-        return f"{x:.4f}"
-    return f"{x:.3f}" if metric in ("w2", "acc") else f"{x:.2f}"
-
-
-def _cell(s: dict[str, float] | None, metric: str) -> str:
-    if s is None:
-        return "-"
-    return f"{_fmt(s['mean'], metric)} ± {_fmt(s['std'], metric)}" if s["n"] > 1 else _fmt(s["mean"], metric)
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """The comparison table: one row per config, mean ± std over seeds."""
-    rows = result["rows"]
-    metrics = [m for m in COMPARE_METRICS if any(m in r["summary"]["metrics"] for r in rows)]
-    floors = {
-        m: next((r["summary"]["floors"].get(m) for r in rows if m in r["summary"]["floors"]), None)
-        for m in metrics
-    }
-    unit = next((r["summary"]["nll_unit"] for r in rows if r["summary"]["nll_unit"]), None)
-
-    def head(m: str) -> str:
-        name = METRIC_NAMES[m] + (f" ({unit})" if m == "nll" and unit else "")
-        arrow = "↑" if m in HIGHER_IS_BETTER else "↓"
-        floor = f" (floor {_fmt(floors[m], m)})" if floors[m] is not None else ""
-        return f"{name} {arrow}{floor}"
-
-    env = result["environment"]
-    seeds = result["settings"]["seeds"]
-    lines = [
-        f"Data {result['data']}; budget {result['budget']} of training per run; mean ± std over "
-        f"{seeds} seed(s). {env['cpu_model'] or 'CPU'} ({env['cpu_count']} cores), torch "
-        f"{env['torch']} on {env['torch_threads']} thread(s).",
-        "",
-        "| model | family | batch | steps | train s | NFE | sample s | "
-        + " | ".join(map(head, metrics))
-        + " |",
-        "|" + "---|" * (7 + len(metrics)),
-    ]
-    for r in rows:
-        s = r["summary"]
-        cells = [
-            r["name"],
-            r["family"],
-            str(r.get("batch_size", "-")),
-            str(r["steps"]),
-            f"{s['train_s']['mean']:.1f}",
-            str(s["nfe"]),
-            f"{s['sample_s']['mean']:.2f}",
-            *[_cell(s["metrics"].get(m), m) for m in metrics],
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "train s: wall time of training (in-training evaluations excluded); sample s: drawing the "
-        "evaluation samples; NFE: network evaluations per sample (1 for VAEs, GANs, RealNVP). "
-        "Floor: the metric between two independent draws of the data (NLL: the true NLL where the "
-        "density is known); '-': not defined for that family.",
-    ]
-    return "\n".join(lines)
-
-
-def draw(plan: Sequence[Entry], out: Path, n: int = 1000) -> Path:
-    """compare.png: the data, then samples of every config's seed-0 run."""
-    from genlab.viz.compare import plot_comparison
-
-    samples, captions = {}, {}
-    data = None
-    for entry in plan:
-        run_dir = out / "runs" / entry.name / "seed0"
-        run = runs.load_run(run_dir)
-        images = run.cfg.data.name in IMAGE_SETS
-        k = 36 if images else n
-        samples[entry.name] = runs.generate(run, k).x
-        record = json.loads((run_dir / RECORD_FILE).read_text())
-        metric = entry.metrics[0]
-        captions[entry.name] = f"{METRIC_NAMES[metric]} {_fmt(record['metrics'][metric], metric)}"
-        if data is None:
-            data = evaluation._reference(run, k, torch.Generator().manual_seed(2_000_003))[0]
-    assert data is not None
-    return plot_comparison(samples, data, out / FIGURE_FILE, captions)
+    return machine(threads, ())

@@ -141,3 +141,95 @@ def format_table(result: dict[str, Any]) -> str:
         floor_s = f"{floor:>10.4f}" if floor is not None else f"{'-':>10}"
         lines.append(f"{name:<8} {entry['value']:>10.4f} {floor_s}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# genlab compare
+
+#: metric -> table heading, in table order
+METRIC_NAMES = {"w2": "W2", "mmd": "MMD²", "fd": "FD", "nll": "NLL", "acc": "acc"}
+HIGHER_IS_BETTER = frozenset({"acc"})
+
+
+def _fmt(x: float | None, metric: str) -> str:
+    if x is None:
+        return "-"
+    if metric == "mmd":
+        return f"{x:.4f}"
+    return f"{x:.3f}" if metric in ("w2", "acc") else f"{x:.2f}"
+
+
+def _cell(s: dict[str, float] | None, metric: str) -> str:
+    if s is None:
+        return "-"
+    return f"{_fmt(s['mean'], metric)} ± {_fmt(s['std'], metric)}" if s["n"] > 1 else _fmt(s["mean"], metric)
+
+
+def compare_table(result: dict[str, Any]) -> str:
+    """The table of ``genlab compare``: one row per config, mean ± std over seeds."""
+    rows = result["rows"]
+    metrics = [m for m in METRIC_NAMES if any(m in r["summary"]["metrics"] for r in rows)]
+    floors = {
+        m: next((r["summary"]["floors"].get(m) for r in rows if m in r["summary"]["floors"]), None)
+        for m in metrics
+    }
+    unit = next((r["summary"]["nll_unit"] for r in rows if r["summary"]["nll_unit"]), None)
+
+    def head(m: str) -> str:
+        name = METRIC_NAMES[m] + (f" ({unit})" if m == "nll" and unit else "")
+        arrow = "↑" if m in HIGHER_IS_BETTER else "↓"
+        floor = f" (floor {_fmt(floors[m], m)})" if floors[m] is not None else ""
+        return f"{name} {arrow}{floor}"
+
+    env = result["environment"]
+    seeds = result["settings"]["seeds"]
+    lines = [
+        f"Data {result['data']}; budget {result['budget']} of training per run; mean ± std over "
+        f"{seeds} seed(s). {env['cpu_model'] or 'CPU'} ({env['cpu_count']} cores), torch "
+        f"{env['torch']} on {env['torch_threads']} thread(s).",
+        "",
+        "| model | family | batch | steps | train s | NFE | sample s | "
+        + " | ".join(map(head, metrics))
+        + " |",
+        "|" + "---|" * (7 + len(metrics)),
+    ]
+    for r in rows:
+        s = r["summary"]
+        cells = [
+            r["name"],
+            r["family"],
+            str(r.get("batch_size", "-")),
+            str(r["steps"]),
+            f"{s['train_s']['mean']:.1f}",
+            str(s["nfe"]),
+            f"{s['sample_s']['mean']:.2f}",
+            *[_cell(s["metrics"].get(m), m) for m in metrics],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "train s: wall time of training (in-training evaluations excluded); sample s: drawing the "
+        "evaluation samples; NFE: network evaluations per sample (1 for VAEs, GANs, RealNVP). "
+        "Floor: the metric between two independent draws of the data (NLL: the true NLL where the "
+        "density is known); '-': not defined for that family.",
+    ]
+    return "\n".join(lines)
+
+
+def compare_figure(result: dict[str, Any], out: Path, n: int = 1000) -> Path:
+    """compare.png in ``out``: the data, then samples of every config's seed-0 run."""
+    from genlab.evaluation import _reference
+    from genlab.viz.compare import plot_comparison
+
+    samples, captions = {}, {}
+    data = None
+    for row in result["rows"]:
+        run = load_run(out / "runs" / row["name"] / "seed0")
+        k = 36 if isinstance(run.dataset, ImageDataset) else n
+        samples[row["name"]] = generate(run, k).x
+        metric, value = next(iter(row["seeds"][0]["metrics"].items()))
+        captions[row["name"]] = f"{METRIC_NAMES[metric]} {_fmt(value, metric)}"
+        if data is None:
+            data = _reference(run, k, torch.Generator().manual_seed(2_000_003))[0]
+    assert data is not None
+    return plot_comparison(samples, data, out / "compare.png", captions)
