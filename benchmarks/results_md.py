@@ -867,7 +867,11 @@ def render_compare(name: str, data: Json, path: Path) -> list[str]:
 def _lookup(data: Json, keys: Iterable[str]) -> Any:
     for scope in [
         data,
-        *(v for k, v in data.items() if k in ("config", "settings", "args") and isinstance(v, dict)),
+        *(
+            v
+            for k, v in data.items()
+            if k in ("config", "settings", "args", "training", "quality") and isinstance(v, dict)
+        ),
     ]:
         for k in keys:
             if scope.get(k) is not None:
@@ -892,8 +896,8 @@ def render_generic(name: str, data: Json, path: Path, default_command: str | Non
         data,
         batch=_fact(_lookup(data, ("batch", "batch_size"))),
         training=_fact(_lookup(data, ("train_steps", "steps", "training_steps"))),
-        seeds=_fact(_lookup(data, ("seeds", "seed"))),
-        nfe=_fact(_lookup(data, ("nfe", "sampler_steps", "sampling"))),
+        seeds=_fact(_lookup(data, ("seeds", "x_T_seeds", "sample_seeds", "seed"))),
+        nfe=_fact(_lookup(data, ("nfe", "nfes", "sampler_steps", "sampling"))),
         command=_fact(cmd),
     )
     md = script_markdown(name, data, path)
