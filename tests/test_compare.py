@@ -60,6 +60,9 @@ def test_default_metrics_follow_the_data_and_the_family() -> None:
     assert compare.metrics_for(resolve_config("digits_gan"), None) == ["fd", "w2"]
     # requested metrics are kept where they are defined: a GAN has no likelihood
     assert compare.metrics_for(resolve_config("moons_gan"), ["nll", "w2"]) == ["w2"]
+    # flow matching from another data set or a corrupted image has no density to follow back
+    assert compare.metrics_for(resolve_config("8gaussians_to_moons"), None) == ["w2", "mmd"]
+    assert compare.metrics_for(resolve_config("digits_inpaint"), None) == ["fd", "w2"]
 
 
 def test_compare_two_families_writes_the_table_json_and_figure(tmp_path: Path, capsys) -> None:
@@ -112,20 +115,89 @@ def test_a_seconds_budget_becomes_steps_by_a_pilot(tmp_path: Path) -> None:
 
 def test_an_interrupted_comparison_continues_where_it_stopped(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    args = (["moons_cnf", "moons_gan"], out, "15steps", 2, SMALL)
+    args = (["moons_cnf", "moons_gan"], out, "15steps", 2, [*SMALL, "train.ckpt_every=5"])
     kw = {"threads": 1, "progress": False, "figure": False}
     first = compare.compare(*args, **kw, say=lambda _: None)
-    # as if stopped while scoring the last run: its record was never written
-    (out / "runs" / "moons_gan" / "seed1" / compare.RECORD_FILE).unlink()
+    # as if stopped at step 10 of the last run: its later checkpoint and its record are gone
+    run_dir = out / "runs" / "moons_gan" / "seed1"
+    (run_dir / compare.RECORD_FILE).unlink()
+    ckpts = sorted((run_dir / "checkpoints").iterdir())
+    assert any("15" in p.name for p in ckpts) and any("10" in p.name for p in ckpts)
+    for path in ckpts:
+        if "15" in path.name or path.name == "latest.json":
+            path.unlink()
+    (run_dir / "kept.txt").write_text("a fresh start would delete this")
     said: list[str] = []
     again = compare.compare(*args, **kw, say=said.append)
     reused = [r.get("reused", False) for row in again["rows"] for r in row["seeds"]]
     assert reused == [True, True, True, False]
     assert any("continuing the comparison" in s for s in said)
-    # the resumed run continued from its checkpoint at step 15: same weights, same score
-    assert again["rows"][1]["seeds"][1]["resumed"] is True
-    w2 = [row["seeds"][1]["metrics"]["w2"] for row in (first["rows"][1], again["rows"][1])]
-    assert w2[0] == pytest.approx(w2[1])
+    assert (run_dir / "kept.txt").exists()  # resumed in place, not retrained from scratch
+    rec = again["rows"][1]["seeds"][1]
+    assert rec["resumed"] is True and rec["steps"] == 15
+    # resuming is bit-exact, so the score is the uninterrupted run's
+    assert rec["metrics"]["w2"] == pytest.approx(first["rows"][1]["seeds"][1]["metrics"]["w2"])
+    assert "resumed after an interruption" in (out / "compare.md").read_text()
+
+
+def test_a_diverged_seed_is_reported_and_the_others_are_kept(tmp_path: Path) -> None:
+    over = [*SMALL, "train.lr=1e30", "train.d_lr=1e30"]
+    result = compare.compare(
+        ["moons_gan", "moons_realnvp"],
+        tmp_path / "cmp",
+        "5steps",
+        1,
+        over,
+        threads=1,
+        progress=False,
+        say=lambda _: None,
+    )
+    gan, flow = result["rows"]
+    assert "nan" in gan["seeds"][0]["failed"] and gan["summary"]["metrics"] == {}
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "moons_gan: every seed failed" in table
+    assert "| moons_gan | gan | - |" in table
+    assert len(result["rows"]) == 2 and flow["name"] == "moons_realnvp"  # the comparison went on
+
+
+def test_overwrite_checks_the_new_comparison_before_deleting_the_old(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cmp"
+    base = ["compare", *SMALL, "--seeds", "1", "--budget", "3steps", "--out", str(out), "--no-progress"]
+    assert main(["compare", "moons_realnvp", *base[1:]]) == 0
+    (out / "notes.txt").write_text("mine")
+    err = error_of(["compare", "moons_realnvp", "no_such_config", *base[1:], "--overwrite"], capsys)
+    assert "no_such_config" in err
+    assert (out / "compare.json").exists()  # the old comparison is still there
+    assert main(["compare", "moons_realnvp", *base[1:], "--budget", "4steps", "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"  # overwrite removes only what compare wrote
+
+
+def test_an_edited_config_is_not_silently_reused(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text("data: {name: moons}\nmodel: {family: realnvp, flow_layers: 2, flow_hidden: 8}\n")
+    argv = [
+        "compare",
+        str(config),
+        *SMALL,
+        "--seeds",
+        "1",
+        "--budget",
+        "3steps",
+        "--out",
+        str(tmp_path / "c"),
+    ]
+    assert main([*argv, "--no-progress"]) == 0
+    config.write_text(
+        "data: {name: moons}\nmodel: {family: realnvp, flow_layers: 3, flow_hidden: 8}\n"
+    )
+    err = error_of([*argv, "--no-progress"], capsys)
+    assert "config mine has changed" in err and "--overwrite" in err
+
+
+def test_a_damaged_plan_gives_a_one_line_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "plan.json").write_text("{")
+    err = error_of(["compare", "moons", "--out", str(tmp_path)], capsys)
+    assert "plan.json is damaged" in err
 
 
 def test_other_settings_in_the_same_folder_need_overwrite(tmp_path: Path, capsys) -> None:
@@ -148,6 +220,8 @@ def test_other_settings_in_the_same_folder_need_overwrite(tmp_path: Path, capsys
         (["moons", "--metrics", "fid"], "unknown metric 'fid' for compare"),
         (["moons_gan", "--metrics", "nll"], "none of the metrics nll is defined for moons_gan"),
         (["moons", "model.net.width=-3"], "model.net.width"),
+        (["moons", "train.steps=500"], "--budget sets the training steps"),
+        (["moons", "--metrics", ","], "unknown metric"),
         (["no_such_config"], "no_such_config"),
     ],
 )

@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics", default=None, help="comma-separated subset of w2,mmd,fd,nll,acc (default by data)"
     )
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads of every run")
+    c.add_argument("--n", type=int, default=None, help="samples scored per run (default: eval.n)")
     c.add_argument("--out", default="runs/compare", help="folder of the table, figure and runs")
     c.add_argument("--overwrite", action="store_true", help="discard a different comparison in --out")
     c.add_argument("--no-progress", action="store_true")
@@ -245,6 +246,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     overrides = [c for c in args.configs if "=" in c]
     _positive(args.seeds, "--seeds")
     _positive(args.threads, "--threads")
+    _positive(args.n, "--n")
     metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
     result = compare.compare(
         configs,
@@ -256,10 +258,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         args.threads,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        n=args.n,
     )
     print(reporting.compare_table(result))
     out = Path(args.out)
-    print(f"wrote {out / compare.RESULT_FILE}, {out / compare.TABLE_FILE}, {result['figure']}")
+    figure = f", {result['figure']}" if "figure" in result else ""
+    print(f"wrote {out / compare.RESULT_FILE}, {out / compare.TABLE_FILE}{figure}")
     return 0
 
 

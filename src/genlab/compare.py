@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from genlab import evaluation, runs
 from genlab.builders import IMAGE_SETS
 from genlab.config import Config, ConfigError
@@ -134,6 +136,12 @@ class Entry:
     steps: int
     metrics: list[str]  # the metrics defined for it
     pilot: dict[str, Any] | None  # the steps/s measurement of a seconds budget
+    batch_size: int
+    resolved: dict[str, Any]  # the config before the budget: a later edit of it is detected
+
+
+#: data couplings start flow matching from a corrupted image, which has no density to follow back
+DATA_COUPLINGS = ("inpaint", "superres", "denoise")
 
 
 def metrics_for(cfg: Config, requested: Sequence[str] | None) -> list[str]:
@@ -141,10 +149,14 @@ def metrics_for(cfg: Config, requested: Sequence[str] | None) -> list[str]:
     (2D: W2, MMD²; digits: FD, W2; other images: W2) plus the NLL where the family has one."""
     digits = cfg.data.name == "digits"
     images = cfg.data.name in IMAGE_SETS
-    has_nll = cfg.model.family in LIKELIHOOD and not (
-        cfg.model.family == "vae" and cfg.model.ae.likelihood == "bernoulli"
+    m = cfg.model
+    has_nll = (
+        m.family in LIKELIHOOD
+        and not (m.family == "vae" and m.ae.likelihood == "bernoulli")
+        and m.source == "gaussian"
+        and m.coupling not in DATA_COUPLINGS
     )
-    conditional = bool(cfg.model.net.class_conditional)
+    conditional = bool(m.net.class_conditional)
     defined = {
         "w2": True,
         "mmd": not images,
@@ -155,7 +167,7 @@ def metrics_for(cfg: Config, requested: Sequence[str] | None) -> list[str]:
     if requested is None:
         base = ["fd", "w2"] if digits else (["w2"] if images else ["w2", "mmd"])
         return [*base, "nll"] if has_nll else base
-    return [m for m in requested if defined[m]]
+    return [name for name in requested if defined[name]]
 
 
 def _names(configs: Sequence[str]) -> list[str]:
@@ -166,29 +178,24 @@ def _names(configs: Sequence[str]) -> list[str]:
     return names
 
 
-def make_plan(
-    configs: Sequence[str],
-    overrides: Sequence[str],
-    budget: Budget,
-    metrics: Sequence[str] | None,
-    threads: int | None,
-    pilot_steps: int,
-    say: Callable[[str], None],
-) -> list[Entry]:
-    """Resolve every config (validating them all before any training), check they share one
-    data set, and turn the budget into steps per config."""
+def resolve_all(
+    configs: Sequence[str], base: Sequence[str], metrics: Sequence[str] | None
+) -> list[tuple[str, Config]]:
+    """Every config resolved and checked (one data set, known metrics) before anything runs."""
     if not configs:
         raise ConfigError("genlab compare needs at least one config, e.g. genlab compare moons moons_gan")
     if metrics is not None:
         bad = [m for m in metrics if m not in COMPARE_METRICS]
-        if bad:
+        if bad or not metrics:
             raise ConfigError(
-                f"unknown metric {bad[0]!r} for compare; choose from: {', '.join(COMPARE_METRICS)}"
+                f"unknown metric {(bad or [''])[0]!r} for compare; choose from: {', '.join(COMPARE_METRICS)}"
             )
-    base = [*overrides, *([f"train.threads={threads}"] if threads else [])]
+    budgeted = [o for o in base if o.split("=", 1)[0] == "train.steps"]
+    if budgeted:
+        raise ConfigError(f"{budgeted[0]}: --budget sets the training steps of a comparison; drop it")
     names = _names(configs)
-    cfgs = [runs.resolve_config(c, base) for c in configs]
-    data = {}
+    cfgs = [runs.resolve_config(c, list(base)) for c in configs]
+    data: dict[str, list[str]] = {}
     for name, cfg in zip(names, cfgs, strict=True):
         data.setdefault(json.dumps(asdict(cfg.data), sort_keys=True, default=str), []).append(name)
     if len(data) > 1:
@@ -197,11 +204,25 @@ def make_plan(
             f"genlab compare trains every config on one data set, but these differ ({groups}); "
             f"put them on one with an override, e.g. data.name={cfgs[0].data.name}"
         )
-    plan = []
-    for name, config, cfg in zip(names, configs, cfgs, strict=True):
-        chosen = metrics_for(cfg, metrics)
-        if not chosen:
+    for name, cfg in zip(names, cfgs, strict=True):
+        if not metrics_for(cfg, metrics):
             raise ConfigError(f"none of the metrics {', '.join(metrics or [])} is defined for {name}")
+    return list(zip(names, cfgs, strict=True))
+
+
+def make_plan(
+    configs: Sequence[str],
+    resolved: Sequence[tuple[str, Config]],
+    base: Sequence[str],
+    budget: Budget,
+    metrics: Sequence[str] | None,
+    pilot_steps: int,
+    say: Callable[[str], None],
+) -> list[Entry]:
+    """Turn the budget into steps per config (a pilot each for a budget in seconds)."""
+    given = {o.split("=", 1)[0].removeprefix("train.") for o in base if o.startswith("train.")}
+    plan = []
+    for config, (name, cfg) in zip(configs, resolved, strict=True):
         pilot = None
         if budget.unit == "steps":
             steps = int(budget.amount)
@@ -210,8 +231,22 @@ def make_plan(
             pilot = pilot_rate(config, base, pilot_steps)
             steps = max(1, round(budget.amount * pilot["steps_per_s"]))
             say(f"{name}: {pilot['steps_per_s']:.1f} steps/s -> {steps} steps in {budget}")
-        scaled = [f"train.{k}={v}" for k, v in budget_overrides(cfg, steps).items()]
-        plan.append(Entry(name, config, cfg.model.family, [*base, *scaled], steps, chosen, pilot))
+        scaled = {k: v for k, v in budget_overrides(cfg, steps).items() if k == "steps" or k not in given}
+        over = [*base, *(f"train.{k}={v}" for k, v in scaled.items())]
+        metrics_here = metrics_for(cfg, metrics)
+        plan.append(
+            Entry(
+                name,
+                config,
+                cfg.model.family,
+                over,
+                steps,
+                metrics_here,
+                pilot,
+                cfg.train.batch_size,
+                cfg.to_dict(),
+            )
+        )
     return plan
 
 
@@ -225,7 +260,8 @@ def _settings(
     budget: Budget,
     seeds: int,
     metrics: Any,
-    threads: int | None,
+    threads: int,
+    n: int,
 ) -> dict[str, Any]:
     return {
         "configs": list(configs),
@@ -234,28 +270,72 @@ def _settings(
         "seeds": seeds,
         "metrics": list(metrics) if metrics else None,
         "threads": threads,
+        "n": n,
     }
 
 
-def _prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> list[Entry] | None:
-    """The saved plan if ``out`` holds this same comparison; None for a fresh one."""
-    plan_path = out / PLAN_FILE
-    if plan_path.exists():
-        saved = json.loads(plan_path.read_text())
-        if overwrite:
-            shutil.rmtree(out)
-        elif saved["settings"] == settings:
-            return [Entry(**e) for e in saved["entries"]]
-        else:
+def _saved_plan(out: Path) -> dict[str, Any] | None:
+    """plan.json of ``out``, or None; a folder that is not a comparison is refused."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the comparison")
+    path = out / PLAN_FILE
+    if not path.exists():
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"--out {out} exists and is not a genlab compare folder; choose another --out")
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        [Entry(**e) for e in saved["entries"]]  # noqa: B018  (does it fit this version?)
+        saved["settings"]["configs"]  # noqa: B018
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(
+            f"{path} is damaged or from another genlab version ({type(err).__name__}); pass --overwrite "
+            "to start the comparison again"
+        ) from None
+    return saved
+
+
+def _reuse(
+    saved: dict[str, Any], settings: dict[str, Any], resolved: Sequence[tuple[str, Config]], out: Path
+) -> list[Entry]:
+    """The saved plan, if it is this comparison with the same configs as they read now."""
+    if saved["settings"] != settings:
+        raise ConfigError(
+            f"{out} holds a comparison with other settings; choose another --out or pass --overwrite"
+        )
+    entries = [Entry(**e) for e in saved["entries"]]
+    for entry, (name, cfg) in zip(entries, resolved, strict=True):
+        if entry.resolved != cfg.to_dict():
             raise ConfigError(
-                f"{out} holds a comparison with other settings; choose another --out or pass --overwrite"
+                f"config {name} has changed since the comparison in {out} was planned; "
+                "pass --overwrite to run it again with the new one"
             )
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} exists and is not a genlab compare folder; choose another --out")
-    return None
+    return entries
 
 
-def run_one(entry: Entry, seed: int, run_dir: Path, progress: bool) -> dict[str, Any]:
+def _clear(out: Path) -> None:
+    """Remove what ``compare`` wrote into ``out``, and nothing else."""
+    shutil.rmtree(out / "runs", ignore_errors=True)
+    for name in (PLAN_FILE, RESULT_FILE, TABLE_FILE, FIGURE_FILE):
+        (out / name).unlink(missing_ok=True)
+
+
+def _logged_train_seconds(run_dir: Path) -> float | None:
+    """Training time summed over the logging windows of metrics.jsonl (every invocation of a
+    resumed run; the windows hold any in-training evaluation)."""
+    total, last = 0.0, 0
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return None
+    for rec in map(json.loads, lines):
+        if "steps_per_s" in rec and rec["steps_per_s"] > 0 and rec["step"] > last:
+            total += (rec["step"] - last) / rec["steps_per_s"]
+            last = rec["step"]
+    return total or None
+
+
+def run_one(entry: Entry, seed: int, run_dir: Path, n: int, progress: bool) -> dict[str, Any]:
     """Train (or resume, or reuse) one seed of one config and score it."""
     record_path = run_dir / RECORD_FILE
     if record_path.exists():
@@ -264,18 +344,24 @@ def run_one(entry: Entry, seed: int, run_dir: Path, progress: bool) -> dict[str,
             return {**record, "reused": True}
     cfg = runs.resolve_config(entry.config, [*entry.overrides, f"train.seed={seed}"])
     resume = bool(list_checkpoints(run_dir))
-    t0 = time.perf_counter()
-    res = runs.train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
-    wall = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ev = evaluation.evaluate(run_dir, metrics=entry.metrics)
+    try:
+        res = runs.train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+        if res.step < entry.steps:
+            raise ConfigError(f"training stopped at step {res.step} of {entry.steps}")
+        t0 = time.perf_counter()
+        ev = evaluation.evaluate(run_dir, n=n, metrics=entry.metrics)
+    except (ConfigError, ValueError, RuntimeError) as err:  # e.g. a diverged run: keep the others
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return {"seed": seed, "failed": message}  # not saved: a rerun tries again
+    fit_s = (res.step / res.steps_per_s if res.steps_per_s > 0 else 0.0) if not resume else None
     record = {
         "seed": seed,
         "steps": res.step,
-        "train_s": wall - res.eval_seconds,  # what a seconds budget holds fixed
+        # what a seconds budget holds fixed: the training loop, less in-training evaluations
+        "train_s": fit_s - res.eval_seconds if fit_s is not None else _logged_train_seconds(run_dir),
         "train_eval_s": res.eval_seconds,  # scoring for the best checkpoint (train.eval_every)
         "resumed": resume,
-        "final_loss": res.final_loss,
+        "final_loss": res.final_loss if math.isfinite(res.final_loss) else None,
         "eval_s": time.perf_counter() - t0,
         "sample_s": ev["sample_s"],
         "nfe": ev["nfe"],
@@ -286,9 +372,17 @@ def run_one(entry: Entry, seed: int, run_dir: Path, progress: bool) -> dict[str,
         "metrics": {k: v["value"] for k, v in ev["metrics"].items()},
         "floors": {k: v["floor"] for k, v in ev["metrics"].items()},
         "nll_unit": ev.get("nll_unit"),
+        "nll_estimate": ev.get("nll_estimate"),
+        "commit": _commit(),
     }
     atomic_write_json(record_path, record)
     return record
+
+
+def _commit() -> str | None:
+    from genlab.machine import git_state
+
+    return git_state()["commit"]
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -301,15 +395,24 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std over the seeds of one config."""
-    metrics = records[0]["metrics"]
+    """Mean ± std over the seeds of one config that finished (failed seeds are counted)."""
+    ok = [r for r in records if "failed" not in r]
+    failed = len(records) - len(ok)
+    if not ok:
+        return {"metrics": {}, "floors": {}, "failed": failed, "nfe": None, "nll_unit": None}
+    times = [r["train_s"] for r in ok if r["train_s"] is not None]
     return {
-        "metrics": {m: mean_std([r["metrics"][m] for r in records]) for m in metrics},
-        "floors": records[0]["floors"],
-        "train_s": mean_std([r["train_s"] for r in records]),
-        "sample_s": mean_std([r["sample_s"] for r in records]),
-        "nfe": records[0]["nfe"],
-        "nll_unit": records[0]["nll_unit"],
+        "metrics": {m: mean_std([r["metrics"][m] for r in ok]) for m in ok[0]["metrics"]},
+        "floors": ok[0]["floors"],
+        "train_s": mean_std(times) if times else None,
+        "sample_s": mean_std([r["sample_s"] for r in ok]),
+        "nfe": ok[0]["nfe"],
+        "nll_unit": ok[0]["nll_unit"],
+        "nll_estimate": ok[0].get("nll_estimate"),
+        "checkpoint": sorted({r["checkpoint"] for r in ok}),
+        "eval_steps": [r["eval_step"] for r in ok],
+        "resumed": sum(bool(r.get("resumed")) for r in ok),
+        "failed": failed,
     }
 
 
@@ -326,22 +429,34 @@ def compare(
     progress: bool = True,
     figure: bool = True,
     say: Callable[[str], None] | None = None,
+    n: int | None = None,
 ) -> dict[str, Any]:
-    """Train every config for ``budget`` on ``seeds`` seeds, score them alike, and write the
-    table, the figure and the JSON into ``out``; returns the JSON's content."""
+    """Train every config for ``budget`` on ``seeds`` seeds, score them alike (``n`` samples
+    each, default the first config's ``eval.n``), and write the table, the figure and the JSON
+    into ``out``; returns the JSON's content."""
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     budget = budget if isinstance(budget, Budget) else parse_budget(budget)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     out = Path(out)
-    settings = _settings(configs, overrides, budget, seeds, metrics, threads)
-    plan = _prepare_out(out, settings, overwrite)
+    # one thread count for every run, so a config that sets its own does not slow the others
+    threads = threads or torch.get_num_threads()
+    base = [*overrides, f"train.threads={threads}"]
+    resolved = resolve_all(configs, base, metrics)  # all checked before anything is touched
+    n = n or resolved[0][1].eval.n
+    settings = _settings(configs, overrides, budget, seeds, metrics, threads, n)
+    saved = _saved_plan(out)
+    plan = None
+    if saved is not None and overwrite:
+        _clear(out)
+    elif saved is not None:
+        plan = _reuse(saved, settings, resolved, out)
+        say(f"continuing the comparison in {out} (plan.json: {', '.join(e.name for e in plan)})")
+    env = environment(threads)  # before the runs: the load they started under
     if plan is None:
-        plan = make_plan(configs, overrides, budget, metrics, threads, pilot_steps, say)
+        plan = make_plan(configs, resolved, base, budget, metrics, pilot_steps, say)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / PLAN_FILE, {"settings": settings, "entries": [asdict(e) for e in plan]})
-    else:
-        say(f"continuing the comparison in {out} (plan.json: {', '.join(e.name for e in plan)})")
     t_start = time.perf_counter()
     rows = []
     total = len(plan) * seeds
@@ -350,40 +465,45 @@ def compare(
         for seed in range(seeds):
             k = i * seeds + seed + 1
             say(f"[{k}/{total}] {entry.name} seed {seed}: {entry.steps} steps ...")
-            rec = run_one(entry, seed, out / "runs" / entry.name / f"seed{seed}", progress)
-            values = "  ".join(f"{m} {v:.4g}" for m, v in rec["metrics"].items())
-            how = "reused" if rec.get("reused") else f"train {rec['train_s']:.1f} s"
-            say(f"[{k}/{total}] {entry.name} seed {seed}: {how}, NFE {rec['nfe']}  {values}")
+            rec = run_one(entry, seed, out / "runs" / entry.name / f"seed{seed}", n, progress)
+            if "failed" in rec:
+                say(f"[{k}/{total}] {entry.name} seed {seed}: FAILED: {rec['failed']}")
+            else:
+                values = "  ".join(f"{m} {v:.4g}" for m, v in rec["metrics"].items())
+                how = "reused" if rec.get("reused") else f"train {rec['train_s']:.1f} s"
+                say(f"[{k}/{total}] {entry.name} seed {seed}: {how}, NFE {rec['nfe']}  {values}")
             records.append(rec)
-        batch = runs.resolve_config(entry.config, entry.overrides).train.batch_size
-        rows.append({**asdict(entry), "batch_size": batch, "seeds": records, "summary": summarize(records)})
-    cfg0 = runs.resolve_config(plan[0].config, plan[0].overrides)
+        rows.append({**asdict(entry), "seeds": records, "summary": summarize(records)})
     result = {
         "command": command_line(settings, out),
         "settings": settings,
-        "data": cfg0.data.name,
+        "data": resolved[0][1].data.name,
         "budget": str(budget),
         "rows": rows,
-        "seconds": time.perf_counter() - t_start,
-        "environment": environment(threads),
+        "seconds": time.perf_counter() - t_start,  # of this invocation (reused runs cost ~0)
+        "environment": env,
     }
     atomic_write_json(out / RESULT_FILE, result)
     atomic_write_text(out / TABLE_FILE, compare_table(result) + "\n")
-    if figure:
+    if figure and any(r["summary"]["metrics"] for r in rows):
         result["figure"] = str(compare_figure(result, out))
     return result
+
+
+def _number(x: float) -> str:
+    """A number as the command line reads it back (no exponent)."""
+    return f"{x:.6f}".rstrip("0").rstrip(".")
 
 
 def command_line(settings: dict[str, Any], out: Path) -> str:
     """The ``genlab compare`` command that regenerates a comparison."""
     b = Budget(**settings["budget"])
-    budget = f"{int(b.amount)}steps" if b.unit == "steps" else f"{b.amount:g}s"
+    budget = f"{int(b.amount)}steps" if b.unit == "steps" else f"{_number(b.amount)}s"
     parts = ["genlab compare", *settings["configs"], *settings["overrides"], f"--budget {budget}"]
     parts.append(f"--seeds {settings['seeds']}")
     if settings["metrics"]:
         parts.append(f"--metrics {','.join(settings['metrics'])}")
-    if settings["threads"]:
-        parts.append(f"--threads {settings['threads']}")
+    parts += [f"--threads {settings['threads']}", f"--n {settings['n']}"]
     return " ".join([*parts, f"--out {out}"])
 
 

@@ -19,11 +19,16 @@ from genlab.data.images import ImageDataset
 from genlab.runs import Run, generate, load_run
 from genlab.training.atomic import atomic_write_json
 
+#: seeds of the reference, labels and samples that choose the best checkpoint (evaluate uses others)
+SELECTION_SEED = 1_000_003
+
 
 def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> Any:
     """The score of a model's samples during training (``train.eval_metric``, lower is
-    better) against a fixed held-out reference: the digits test split, or fresh draws of a
-    2D set. Samples and reference use fixed seeds, so scores are comparable across steps."""
+    better), which picks the best checkpoint, against a fixed reference drawn from the
+    *training* data (images: the train split; 2D: draws of their own seed), never the held-out
+    data that ``evaluate`` reports, and on samples of their own seed: the choice does not fit
+    the final score. Fixed seeds make the scores comparable across steps."""
     from genlab.metrics import compute_metrics
 
     n = cfg.train.eval_n
@@ -32,15 +37,15 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
     if metric == "fd" and cfg.data.name != "digits":
         raise ConfigError("train.eval_metric=fd (from the digits classifier) needs data.name=digits")
     run = Run(cfg=cfg, model=model, dataset=dataset, step=0, run_dir=run_dir, ema=False)
-    ref = _reference(run, n, torch.Generator().manual_seed(2_000_003))[0]
-    cond = run_conditioning(run, n, gen=torch.Generator().manual_seed(cfg.sample.seed + 1))
+    ref = dataset.sample(n, torch.Generator().manual_seed(SELECTION_SEED))
+    cond = run_conditioning(run, n, gen=torch.Generator().manual_seed(SELECTION_SEED + 1))
 
     def evaluate(current: Any) -> float:
         run.model = current
         if hasattr(current, "fit_prior"):  # VQ-VAE: the code prior of the weights being scored
             current.eval()
             current.fit_prior(dataset.images.to(next(current.parameters()).dtype))
-        x = generate(run, n, seed=cfg.sample.seed, cond=cond).x
+        x = generate(run, n, seed=SELECTION_SEED + 2, cond=cond).x
         if metric == "fd":
             from genlab.metrics import frechet_digits_distance, get_digits_classifier
 

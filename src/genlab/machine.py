@@ -38,7 +38,10 @@ def cpu_model() -> str:
 
 def git_state() -> dict[str, Any]:
     """Commit of the checkout and whether src/genlab differs from it (the code under test)."""
-    root = Path(__file__).resolve().parents[2]  # src/genlab/machine.py -> the checkout
+    here = Path(__file__).resolve()
+    root = here.parents[2]  # src/genlab/machine.py -> the checkout
+    if root / "src" / "genlab" / "machine.py" != here:  # installed, not run from a checkout
+        return {"commit": None, "src_genlab_modified": None}
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True

@@ -166,7 +166,8 @@ def _cell(s: dict[str, float] | None, metric: str) -> str:
 
 
 def compare_table(result: dict[str, Any]) -> str:
-    """The table of ``genlab compare``: one row per config, mean ± std over seeds."""
+    """The table of ``genlab compare``: one row per config, mean ± std over the seeds that
+    finished, next to the floors; notes say which rows were resumed, failed or are bounds."""
     rows = result["rows"]
     metrics = [m for m in METRIC_NAMES if any(m in r["summary"]["metrics"] for r in rows)]
     floors = {
@@ -178,58 +179,89 @@ def compare_table(result: dict[str, Any]) -> str:
     def head(m: str) -> str:
         name = METRIC_NAMES[m] + (f" ({unit})" if m == "nll" and unit else "")
         arrow = "↑" if m in HIGHER_IS_BETTER else "↓"
-        floor = f" (floor {_fmt(floors[m], m)})" if floors[m] is not None else ""
+        bound = "test accuracy" if m == "acc" else "floor"
+        floor = f" ({bound} {_fmt(floors[m], m)})" if floors[m] is not None else ""
         return f"{name} {arrow}{floor}"
 
     env = result["environment"]
-    seeds = result["settings"]["seeds"]
+    settings = result["settings"]
     lines = [
         f"Data {result['data']}; budget {result['budget']} of training per run; mean ± std over "
-        f"{seeds} seed(s). {env['cpu_model'] or 'CPU'} ({env['cpu_count']} cores), torch "
-        f"{env['torch']} on {env['torch_threads']} thread(s).",
+        f"{settings['seeds']} seed(s); every model scored on n = {settings.get('n', '?')} samples. "
+        f"{env['cpu_model'] or 'CPU'} ({env['cpu_count']} cores, load {env['loadavg_start'][0]:.1f} "
+        f"at the start), torch {env['torch']} on {settings['threads']} thread(s).",
         "",
-        "| model | family | batch | steps | train s | NFE | sample s | "
+        "| model | family | batch | steps | train s | NFE | sample s | scored at | "
         + " | ".join(map(head, metrics))
         + " |",
-        "|" + "---|" * (7 + len(metrics)),
+        "|" + "---|" * (8 + len(metrics)),
     ]
+    notes = []
     for r in rows:
         s = r["summary"]
+        if not s["metrics"]:
+            lines.append(f"| {r['name']} | {r['family']} | " + " | ".join(["-"] * (6 + len(metrics))) + " |")
+            notes.append(f"{r['name']}: every seed failed ({r['seeds'][0]['failed']}).")
+            continue
+        nll_bound = s.get("nll_estimate") is not None
         cells = [
             r["name"],
             r["family"],
             str(r.get("batch_size", "-")),
             str(r["steps"]),
-            f"{s['train_s']['mean']:.1f}",
+            f"{s['train_s']['mean']:.1f}" if s.get("train_s") else "-",
             str(s["nfe"]),
             f"{s['sample_s']['mean']:.2f}",
-            *[_cell(s["metrics"].get(m), m) for m in metrics],
+            "/".join(s["checkpoint"]),
+            *[
+                _cell(s["metrics"].get(m), m) + (" (bound)" if m == "nll" and nll_bound else "")
+                for m in metrics
+            ],
         ]
         lines.append("| " + " | ".join(cells) + " |")
+        if s["failed"]:
+            failed = [x["failed"] for x in r["seeds"] if "failed" in x]
+            notes.append(
+                f"{r['name']}: {s['failed']} of {len(r['seeds'])} seeds failed ({failed[0]}); "
+                "its row is over the others."
+            )
+        if s["resumed"]:
+            notes.append(
+                f"{r['name']}: {s['resumed']} seed(s) resumed after an interruption; their train s "
+                "is summed over the logging windows of metrics.jsonl."
+            )
+        if nll_bound:
+            notes.append(f"{r['name']}: NLL is {s['nll_estimate']}.")
     lines += [
         "",
-        "train s: wall time of training (in-training evaluations excluded); sample s: drawing the "
-        "evaluation samples; NFE: network evaluations per sample (1 for VAEs, GANs, RealNVP). "
-        "Floor: the metric between two independent draws of the data (NLL: the true NLL where the "
-        "density is known); '-': not defined for that family.",
+        "train s: wall time of the training loop (in-training evaluations excluded); sample s: drawing "
+        "the evaluation samples; NFE: network evaluations per sample (1 for VAEs, GANs, RealNVP); "
+        "scored at: the checkpoint scored (best = chosen during training on the training data, "
+        "never on the held-out data scored here). Floor: the metric between two independent draws "
+        "of the data (NLL: the true NLL where the density is known); '-': not defined for that family.",
+        *[f"- {note}" for note in notes],
     ]
     return "\n".join(lines)
 
 
 def compare_figure(result: dict[str, Any], out: Path, n: int = 1000) -> Path:
-    """compare.png in ``out``: the data, then samples of every config's seed-0 run."""
+    """compare.png in ``out``: the data, then samples of every config's first finished run."""
     from genlab.evaluation import _reference
     from genlab.viz.compare import plot_comparison
 
     samples, captions = {}, {}
     data = None
     for row in result["rows"]:
-        run = load_run(out / "runs" / row["name"] / "seed0")
+        done = [r for r in row["seeds"] if "failed" not in r]
+        if not done:
+            continue
+        run = load_run(out / "runs" / row["name"] / f"seed{done[0]['seed']}")
         k = 36 if isinstance(run.dataset, ImageDataset) else n
         samples[row["name"]] = generate(run, k).x
-        metric, value = next(iter(row["seeds"][0]["metrics"].items()))
+        metric, value = next(iter(done[0]["metrics"].items()))
         captions[row["name"]] = f"{METRIC_NAMES[metric]} {_fmt(value, metric)}"
         if data is None:
             data = _reference(run, k, torch.Generator().manual_seed(2_000_003))[0]
     assert data is not None
-    return plot_comparison(samples, data, out / "compare.png", captions)
+    title = f"{result['data']}, {result['budget']} of training per model: samples of one seed and its score"
+    return plot_comparison(samples, data, out / "compare.png", captions, title=title)
