@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -76,12 +77,11 @@ def _mini_site(tmp_path: Path, page: str) -> Path:
     (tmp_path / "docs" / "index.md").write_text(page, encoding="utf-8")
     (tmp_path / "src").symlink_to(ROOT / "src", target_is_directory=True)
     shutil.copytree(DOCS / "hooks", tmp_path / "hooks")
+    # the real site's validation settings, so loosening them in mkdocs.yml fails this test
+    real = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
     config = tmp_path / "mkdocs.yml"
-    config.write_text(
-        "site_name: t\nhooks: [hooks/source_links.py]\n"
-        "validation: {links: {not_found: warn, anchors: warn, unrecognized_links: warn}}\n",
-        encoding="utf-8",
-    )
+    settings = {"site_name": "t", "hooks": ["hooks/source_links.py"], "validation": real["validation"]}
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return config
 
 
