@@ -53,7 +53,8 @@ import torch  # noqa: E402
 from _env import machine  # noqa: E402
 
 from genlab import __version__, evaluation, runs  # noqa: E402
-from genlab.compare import budget_overrides, mean_std, pilot_rate  # noqa: E402
+from genlab.budget import budget_overrides, pilot_rate  # noqa: E402
+from genlab.compare import mean_std  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 
 from cli_helpers import error_of
 from genlab import compare
+from genlab.budget import Budget, budget_overrides, parse_budget
 from genlab.cli import main
 from genlab.config import ConfigError
 from genlab.runs import resolve_config
@@ -31,26 +32,26 @@ SMALL = ["train.batch_size=64", "eval.n=200", "sample.steps=10"]
     ],
 )
 def test_budget_is_steps_or_seconds(text: str, amount: float, unit: str) -> None:
-    assert compare.parse_budget(text) == compare.Budget(amount, unit)
+    assert parse_budget(text) == Budget(amount, unit)
 
 
 @pytest.mark.parametrize("text", ["abc", "10 hours", "-5s", "0", "2.5steps", "0s", ""])
 def test_bad_budgets_are_refused(text: str) -> None:
     with pytest.raises(ConfigError, match="--budget"):
-        compare.parse_budget(text)
+        parse_budget(text)
 
 
 def test_budget_scales_checkpoints_warmup_and_evaluation() -> None:
     gan = resolve_config("moons_gan")  # eval_every 500, ckpt_every 1000, no warm-up
-    assert compare.budget_overrides(gan, 600) == {
+    assert budget_overrides(gan, 600) == {
         "steps": 600,
         "ckpt_every": 1000,
         "warmup_steps": 0,
         "eval_every": 100,
     }
     fm = resolve_config("moons")  # warm-up 200, ckpt_every 2000, no evaluation
-    assert compare.budget_overrides(fm, 30000) == {"steps": 30000, "ckpt_every": 10000, "warmup_steps": 200}
-    assert compare.budget_overrides(fm, 30)["warmup_steps"] == 3
+    assert budget_overrides(fm, 30000) == {"steps": 30000, "ckpt_every": 10000, "warmup_steps": 200}
+    assert budget_overrides(fm, 30)["warmup_steps"] == 3
 
 
 def test_default_metrics_follow_the_data_and_the_family() -> None:
@@ -187,9 +188,7 @@ def test_an_edited_config_is_not_silently_reused(tmp_path: Path, capsys) -> None
         str(tmp_path / "c"),
     ]
     assert main([*argv, "--no-progress"]) == 0
-    config.write_text(
-        "data: {name: moons}\nmodel: {family: realnvp, flow_layers: 3, flow_hidden: 8}\n"
-    )
+    config.write_text("data: {name: moons}\nmodel: {family: realnvp, flow_layers: 3, flow_hidden: 8}\n")
     err = error_of([*argv, "--no-progress"], capsys)
     assert "config mine has changed" in err and "--overwrite" in err
 
