@@ -953,10 +953,10 @@ SECTIONS: list[tuple[str, str, list[Entry]]] = [
             ),
             (
                 "compare_digits.json",
-                "`genlab compare` on digits, 60 s of training each",
+                "`genlab compare` on digits, 45 s of training each",
                 render_compare,
                 "genlab compare digits digits_diffusion digits_vae digits_vqvae digits_gan "
-                "--budget 60s --seeds 2 --threads 1",
+                "--budget 45s --seeds 2 --threads 1 --metrics fd,w2",
             ),
         ],
     ),
