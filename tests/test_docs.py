@@ -80,7 +80,15 @@ def _mini_site(tmp_path: Path, page: str) -> Path:
     # the real site's validation settings, so loosening them in mkdocs.yml fails this test
     real = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
     config = tmp_path / "mkdocs.yml"
-    settings = {"site_name": "t", "hooks": ["hooks/source_links.py"], "validation": real["validation"]}
+    # and its Markdown extensions: the generated source pages are fenced for superfences
+    # (plain fenced_code pairs the fences of consecutive chunks wrongly)
+    extensions = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["markdown_extensions"]
+    settings = {
+        "site_name": "t",
+        "hooks": ["hooks/source_links.py"],
+        "validation": real["validation"],
+        "markdown_extensions": extensions,
+    }
     config.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return config
 

@@ -33,10 +33,18 @@ def check_tensor(x: Any, name: str) -> torch.Tensor:
     return x
 
 
+def has_values(x: torch.Tensor) -> bool:
+    """Whether the value checks below can read ``x``: not inside a graph that torch.compile
+    traces (reading a value would break the graph and wait for the device; the eager
+    call at the public boundary has checked it), not on the ``meta`` device (shapes only,
+    as in the device tests)."""
+    return x.device.type != "meta" and not torch.compiler.is_compiling()
+
+
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     """Require every entry of ``x`` to be finite (no NaN, no inf)."""
     check_tensor(x, name)
-    if x.is_floating_point() and not bool(torch.isfinite(x.detach()).all()):
+    if x.is_floating_point() and has_values(x) and not bool(torch.isfinite(x.detach()).all()):
         bad = int((~torch.isfinite(x.detach())).sum())
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf); clean the input")
     return x
@@ -45,7 +53,7 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
 def check_time(t: torch.Tensor, name: str = "t") -> torch.Tensor:
     """Require times in the closed interval [0, 1] (t = 0 noise, t = 1 data)."""
     check_tensor(t, name)
-    if t.numel():
+    if t.numel() and has_values(t):
         lo, hi = (float(v) for v in torch.aminmax(t.detach().reshape(-1)))  # one pass, one sync
         if not (lo >= 0.0 and hi <= 1.0):  # also false for NaN
             if lo != lo or hi != hi or abs(lo) == float("inf") or abs(hi) == float("inf"):
@@ -111,7 +119,7 @@ def check_class_labels(y: Any, num_classes: int, n: int, null_label: int | None 
     if y.shape != (n,):
         raise ValueError(f"labels y must have shape ({n},) (one per sample), got {tuple(y.shape)}")
     low = 0 if null_label is None else min(0, null_label)
-    if y.numel() and (int(y.min()) < low or int(y.max()) >= num_classes):
+    if y.numel() and has_values(y) and (int(y.min()) < low or int(y.max()) >= num_classes):
         extra = f" (or {null_label} for no label)" if null_label is not None else " (no 'no label' token)"
         got = f"[{int(y.min())}, {int(y.max())}]"
         raise ValueError(f"labels y must lie in [0, {num_classes - 1}]{extra}; got values in {got}")

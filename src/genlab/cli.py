@@ -28,6 +28,14 @@ DEMO_CONFIGS = {
 }
 
 
+def _device_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--device",
+        default=None,
+        help=f"where to {what}: auto (CUDA, else MPS, else CPU; the default), cpu, cuda, cuda:N, mps",
+    )
+
+
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default=None, help="ode|extension|ddim|dpm|em|pc|ald|ddpm|direct")
     p.add_argument("--solver", default=None, help="ODE solver: euler|midpoint|heun|rk4|dopri5")
@@ -57,11 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _device_flag(t, "train (the same as train.device=...)")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir")
     s.add_argument("--n", type=int, default=1000)
     _sampling_flags(s)
+    _device_flag(s, "sample")
     s.add_argument("--out", required=True, help="FILE.npy or FILE.png")
 
     e = sub.add_parser("eval", help="evaluate a trained run against held-out data")
@@ -69,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=None)
     e.add_argument("--metrics", default=None, help="comma-separated, e.g. w2,mmd (fd for digits)")
     _sampling_flags(e)
+    _device_flag(e, "sample and score")
     e.add_argument("--figures", action="store_true", help="also write figures/ in the run directory")
 
     lp = sub.add_parser("log-prob", help="log-density (nats) of each row of a .npy file under a run's model")
@@ -77,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     lp.add_argument("--out", required=True, help="FILE.npy for the N log-densities")
     lp.add_argument("--steps", type=int, default=100, help="ODE steps of the change of variables")
     lp.add_argument("--divergence", default="exact", choices=["exact", "hutchinson"])
+    _device_flag(lp, "integrate")
 
     r = sub.add_parser("reflow", help="rectified flow: retrain a flow-matching run on its own ODE pairs")
     r.add_argument("run_dir", help="the trained flow-matching run (the teacher)")
@@ -85,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=100, help="RK4 steps of the teacher's ODE")
     r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=3000")
     r.add_argument("--no-progress", action="store_true")
+    _device_flag(r, "draw the pairs and train")
 
     c = sub.add_parser(
         "compare", help="train several configs with one budget on one data set; table + figure"
@@ -104,12 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="runs/compare", help="folder of the table, figure and runs")
     c.add_argument("--overwrite", action="store_true", help="discard a different comparison in --out")
     c.add_argument("--no-progress", action="store_true")
+    _device_flag(c, "train and score every run")
 
     d = sub.add_parser("demo", help="train on 2D moons, evaluate, draw (about 2 minutes)")
     d.add_argument("--family", default="flow_matching", choices=sorted(DEMO_CONFIGS))
     d.add_argument("--out", default=None, help="run directory (default runs/demo or runs/demo-<family>)")
     d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=500")
     d.add_argument("--no-progress", action="store_true")
+    _device_flag(d, "train, sample and score")
     return p
 
 
@@ -128,13 +143,32 @@ def _options(args: argparse.Namespace) -> dict[str, float | None]:
         "label": args.label,
         "guidance": args.guidance,
         "checkpoint": args.checkpoint,
+        "device": _device(args),
     }
+
+
+def _device(args: argparse.Namespace) -> str:
+    """The --device flag, checked here so that a typo is one line (default: auto)."""
+    from genlab.config import ConfigError
+    from genlab.devices import DeviceError, resolve_device
+
+    device = args.device or "auto"
+    try:
+        resolve_device(device, "--device")
+    except DeviceError as err:
+        raise ConfigError(str(err)) from None
+    return device
+
+
+def _with_device(args: argparse.Namespace, overrides: list[str]) -> list[str]:
+    """--device DEV as the override train.device=DEV (after the others: the flag wins)."""
+    return [*overrides, f"train.device={_device(args)}"] if args.device else list(overrides)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from genlab import runs
 
-    cfg = runs.resolve_config(args.config, args.overrides)
+    cfg = runs.resolve_config(args.config, _with_device(args, args.overrides))
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 speaks for the group
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -195,7 +229,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"(nll: {result['nll_estimate']})")
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
     if args.figures:
-        for path in reporting.make_figures(args.run_dir, checkpoint=args.checkpoint):
+        for path in reporting.make_figures(args.run_dir, checkpoint=args.checkpoint, device=_device(args)):
             print(f"wrote {path}")
     return 0
 
@@ -204,7 +238,9 @@ def _cmd_log_prob(args: argparse.Namespace) -> int:
     from genlab import evaluation
 
     _positive(args.steps, "--steps")
-    path = evaluation.log_prob_file(args.run_dir, args.data, args.out, args.steps, args.divergence)
+    path = evaluation.log_prob_file(
+        args.run_dir, args.data, args.out, args.steps, args.divergence, device=_device(args)
+    )
     print(f"wrote log-densities (nats) to {path}")
     return 0
 
@@ -213,14 +249,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from genlab import evaluation, reporting, runs
 
     t0 = time.perf_counter()
-    cfg = runs.resolve_config(DEMO_CONFIGS[args.family], args.overrides)
+    cfg = runs.resolve_config(DEMO_CONFIGS[args.family], _with_device(args, args.overrides))
     out = Path(args.out or ("runs/demo" if args.family == "flow_matching" else f"runs/demo-{args.family}"))
     family = args.family.replace("_", " ")
     print(f"genlab demo: {family} on 2D {cfg.data.name}, {cfg.train.steps} steps -> {out}")
     res = runs.train(cfg, out, overwrite=True, progress=not args.no_progress)
-    print(f"trained: loss {res.final_loss:.4f} at step {res.step} ({res.steps_per_s:.0f} steps/s)")
-    result = evaluation.evaluate(out)
-    figures = reporting.make_figures(out)
+    device = res.device
+    print(
+        f"trained on {device}: loss {res.final_loss:.4f} at step {res.step} ({res.steps_per_s:.0f} steps/s)"
+    )
+    result = evaluation.evaluate(out, device=device)
+    figures = reporting.make_figures(out, device=device)
     print()
     how = f"the {result['sampler']} sampler" + (
         f" ({result['solver']})" if result["sampler"] == "ode" else ""
@@ -243,7 +282,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from genlab import compare, reporting
 
     configs = [c for c in args.configs if "=" not in c]
-    overrides = [c for c in args.configs if "=" in c]
+    overrides = _with_device(args, [c for c in args.configs if "=" in c])
     _positive(args.seeds, "--seeds")
     _positive(args.threads, "--threads")
     _positive(args.n, "--n")
@@ -272,7 +311,13 @@ def _cmd_reflow(args: argparse.Namespace) -> int:
 
     print(f"reflow: {args.pairs} pairs from {args.run_dir} ({args.steps} RK4 steps) -> {args.out}")
     res = runs.reflow(
-        args.run_dir, args.out, args.pairs, args.steps, args.overrides, progress=not args.no_progress
+        args.run_dir,
+        args.out,
+        args.pairs,
+        args.steps,
+        args.overrides,
+        progress=not args.no_progress,
+        device=_device(args) if args.device else None,
     )
     print(
         f"done: step {res.step}, loss {res.final_loss:.4f}; sample in 1-2 steps with "

@@ -273,7 +273,7 @@ def run_one(entry: Entry, seed: int, run_dir: Path, n: int, progress: bool) -> d
         if res.step < entry.steps:
             raise ConfigError(f"training stopped at step {res.step} of {entry.steps}")
         t0 = time.perf_counter()
-        ev = evaluation.evaluate(run_dir, n=n, metrics=entry.metrics)
+        ev = evaluation.evaluate(run_dir, n=n, metrics=entry.metrics, device=cfg.train.device)
     except (ConfigError, ValueError, RuntimeError) as err:  # e.g. a diverged run: keep the others
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return {"seed": seed, "failed": message}  # not saved: a rerun tries again

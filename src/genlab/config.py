@@ -18,6 +18,8 @@ from typing import Any, Union
 
 import yaml
 
+from genlab.devices import DEVICE_HELP, PRECISIONS
+
 
 class ConfigError(ValueError):
     """A configuration problem the user can fix (unknown key, wrong type, bad file)."""
@@ -121,7 +123,10 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations keeping the best weights in best/ (0: never)
     eval_metric: str | None = None  # lower is better: w2, mmd, fd (None: fd for digits, else w2)
     eval_n: int = 500  # samples per evaluation during training
-    precision: str = "fp32"  # fp32, or bf16: the losses run under bfloat16 autocast (weights stay fp32)
+    device: str = "auto"  # auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps; the run records it
+    precision: str = "fp32"  # fp32, bf16 or fp16: autocast around the losses (weights stay fp32)
+    tf32: bool = True  # CUDA: TF32 tensor cores for float32 matmuls and convolutions
+    compile: bool | str = False  # torch.compile the networks: true, or a mode (default, max-autotune, ...)
     nonfinite: str = "stop"  # non-finite loss / gradient: stop (last checkpoint kept) or skip the step
 
 
@@ -365,7 +370,10 @@ def validate(cfg: Config) -> None:
         _check_choice("train.eval_metric", cfg.train.eval_metric, ["w2", "mmd", "fd"])
     _check_choice("sample.checkpoint", cfg.sample.checkpoint, ["last", "best"])
     _check_choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
-    _check_choice("train.precision", cfg.train.precision, ["fp32", "bf16"])
+    _check_choice("train.precision", cfg.train.precision, PRECISIONS)
+    check_device_name("train.device", cfg.train.device)
+    if isinstance(cfg.train.compile, str):
+        _check_choice("train.compile", cfg.train.compile, COMPILE_MODES)
     _check_choice("sample.solver", cfg.sample.solver, SOLVERS)
     for key, value in [
         ("train.steps", cfg.train.steps),
@@ -391,6 +399,17 @@ def validate(cfg: Config) -> None:
         _check_choice("eval.metrics", name, [*SAMPLE_METRICS, *RUN_METRICS])
     _validate_couplings(cfg)
     _validate_latent_families(cfg)
+
+
+#: modes of torch.compile that train.compile accepts besides true / false
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_device_name(key: str, value: str) -> None:
+    """The device setting is one of auto, cpu, cuda, cuda:N, mps (whether this machine has
+    it is checked when a run starts: a GPU run's config stays valid on a CPU machine)."""
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value.strip().lower()):
+        raise ConfigError(f"{key}={value!r} is not a device; use {DEVICE_HELP}")
 
 
 #: families whose networks predict no path quantity (model.prediction does not apply)

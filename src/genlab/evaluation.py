@@ -16,6 +16,7 @@ from genlab.builders import IMAGE_LEVELS, build_dataset
 from genlab.conditioning import run_conditioning
 from genlab.config import Config, ConfigError
 from genlab.data.images import ImageDataset
+from genlab.devices import device_of, make_generator
 from genlab.runs import Run, generate, load_run
 from genlab.training.atomic import atomic_write_json
 
@@ -36,15 +37,18 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
     metric = cfg.train.eval_metric or ("fd" if cfg.data.name == "digits" else "w2")
     if metric == "fd" and cfg.data.name != "digits":
         raise ConfigError("train.eval_metric=fd (from the digits classifier) needs data.name=digits")
-    run = Run(cfg=cfg, model=model, dataset=dataset, step=0, run_dir=run_dir, ema=False)
+    run = Run(
+        cfg=cfg, model=model, dataset=dataset, step=0, run_dir=run_dir, ema=False, device=device_of(model)
+    )
     ref = dataset.sample(n, torch.Generator().manual_seed(SELECTION_SEED))
     cond = run_conditioning(run, n, gen=torch.Generator().manual_seed(SELECTION_SEED + 1))
 
     def evaluate(current: Any) -> float:
-        run.model = current
+        run.model, run.device = current, device_of(current)  # the trainer has moved it to its device
         if hasattr(current, "fit_prior"):  # VQ-VAE: the code prior of the weights being scored
             current.eval()
-            current.fit_prior(dataset.images.to(next(current.parameters()).dtype))
+            param = next(current.parameters())
+            current.fit_prior(dataset.images.to(param.device, param.dtype))
         x = generate(run, n, seed=SELECTION_SEED + 2, cond=cond).x
         if metric == "fd":
             from genlab.metrics import frechet_digits_distance, get_digits_classifier
@@ -77,6 +81,7 @@ def evaluate(
     label: int | None = None,
     guidance: float | None = None,
     checkpoint: str | None = None,
+    device: str | torch.device | None = "auto",
     **options: Any,
 ) -> dict[str, Any]:
     """Metrics of generated samples against held-out data, each next to its floor.
@@ -90,7 +95,7 @@ def evaluate(
     from genlab.config import RUN_METRICS
     from genlab.metrics import SAMPLE_METRICS, compute_metrics
 
-    run = load_run(run_dir, checkpoint=checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
     n = n or run.cfg.eval.n
     names = list(metrics or run.cfg.eval.metrics)
     for name in names:
@@ -157,6 +162,8 @@ def evaluate(
     result = {
         "run_dir": str(run.run_dir),
         "step": run.step,
+        "device": str(run.device),  # where the samples were drawn
+        "trained_on": run.cfg.train.device,
         "n": n,
         "sampler": sampler or run.cfg.sample.sampler or run.model.SAMPLERS[0],
         "solver": solver or run.cfg.sample.solver,
@@ -186,13 +193,13 @@ def _log_prob(run: Run, x: torch.Tensor, steps: int = 100, divergence: str | Non
     passes per evaluation: 3.4 s for 64 digits through the U-Net."""
     if divergence is None:
         divergence = "exact" if x[0].numel() <= EXACT_LOG_PROB_MAX_DIM else "hutchinson"
-    gen = torch.Generator().manual_seed(0)
+    gen = make_generator(run.device, 0)
     out = []
     with torch.no_grad():  # the divergence functions enable gradients locally where needed
         for chunk in x.split(512):
-            res = run.model.log_prob(chunk, steps=steps, divergence=divergence, generator=gen)
+            res = run.model.log_prob(chunk.to(run.device), steps=steps, divergence=divergence, generator=gen)
             out.append(res if isinstance(res, torch.Tensor) else res.log_prob)
-    return torch.cat(out).detach()
+    return torch.cat(out).detach().cpu()
 
 
 def _nll(run: Run, ref: torch.Tensor) -> tuple[float, float | None, str]:
@@ -210,10 +217,16 @@ def _nll(run: Run, ref: torch.Tensor) -> tuple[float, float | None, str]:
 
 
 def log_prob_file(
-    run_dir: str | Path, data: str | Path, out: str | Path, steps: int = 100, divergence: str = "exact"
+    run_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    steps: int = 100,
+    divergence: str = "exact",
+    device: str | torch.device | None = "auto",
 ) -> Path:
-    """log p (nats) of each row of a .npy file under a trained run's model, written as .npy."""
-    run = load_run(run_dir)
+    """log p (nats) of each row of a .npy file under a trained run's model, written as .npy
+    (computed on ``device``)."""
+    run = load_run(run_dir, device=device)
     if not hasattr(run.model, "log_prob"):
         raise ConfigError(
             f"model.family={run.cfg.model.family} has no likelihood; families with one: {LIKELIHOOD_FAMILIES}"

@@ -12,12 +12,14 @@ from genlab.data.images import ImageDataset
 from genlab.runs import Run, generate, load_run
 
 
-def make_figures(run_dir: str | Path, n: int = 2000, checkpoint: str | None = None) -> list[Path]:
+def make_figures(
+    run_dir: str | Path, n: int = 2000, checkpoint: str | None = None, device: str | torch.device = "auto"
+) -> list[Path]:
     """Samples vs data, trajectories, vector field, the path as a GIF, the loss curve;
-    reconstructions and latent interpolations for autoencoders."""
+    reconstructions and latent interpolations for autoencoders (sampled on ``device``)."""
     from genlab import viz
 
-    run = load_run(run_dir, checkpoint=checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
     fig_dir = run.run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     written: list[Path] = []
@@ -57,7 +59,7 @@ def make_figures(run_dir: str | Path, n: int = 2000, checkpoint: str | None = No
         written.append(
             Path(
                 viz.plot_vector_field(
-                    run.model.velocity,
+                    _on_cpu(run.model.velocity, run.device),
                     fig_dir / "vector_field.png",
                     times=times,
                     samples_at_t=[traj[i] for i in idx],
@@ -66,6 +68,15 @@ def make_figures(run_dir: str | Path, n: int = 2000, checkpoint: str | None = No
         )
     written.append(Path(viz.animate_path(traj, sol.times, fig_dir / "path.gif", data=data)))
     return written
+
+
+def _on_cpu(field: Any, device: torch.device) -> Any:
+    """``field(x, t)`` of a model on ``device``, called with and returning CPU tensors."""
+
+    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return field(x.to(device), t.to(device)).cpu()
+
+    return call
 
 
 def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
@@ -107,9 +118,10 @@ def _autoencoder_figures(run: Run, fig_dir: Path) -> list[Path]:
     if not hasattr(model, "reconstruct"):
         return []
     images, _ = held_out_images(run, 24, torch.Generator().manual_seed(run.cfg.sample.seed))
+    images = images.to(run.device)
     with torch.no_grad():
         recon = model.reconstruct(images[:12])
-    grid = torch.cat([images[:12], recon])
+    grid = torch.cat([images[:12], recon]).cpu()
     written = [
         Path(
             viz.plot_image_grid(
@@ -123,7 +135,7 @@ def _autoencoder_figures(run: Run, fig_dir: Path) -> list[Path]:
         written.append(
             Path(
                 viz.plot_image_grid(
-                    torch.cat(rows),
+                    torch.cat(rows).cpu(),
                     fig_dir / "latent_interpolation.png",
                     nrow=steps,
                     title="latent interpolation (posterior means)",

@@ -8,6 +8,7 @@ A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/``,
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -22,6 +23,7 @@ from genlab.builders import build_dataset, build_model, data_shape, training_sam
 from genlab.conditioning import Conditioning, run_conditioning
 from genlab.config import Config, ConfigError, SampleConfig, build_config, load_config
 from genlab.data.images import ImageDataset
+from genlab.devices import DeviceError, make_generator, resolve_device
 from genlab.models.base import Solution
 from genlab.training.atomic import atomic_write_text
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint
@@ -60,7 +62,13 @@ def train(
     """Train the configured model into run directory ``out`` (optionally starting from
     ``init_weights``, a state dict of the same model, as reflow does)."""
     out = Path(out)
-    ctx = init_distributed()
+    try:
+        device = resolve_device(cfg.train.device, "train.device")
+    except DeviceError as err:
+        raise ConfigError(str(err)) from None
+    ctx = init_distributed(device)
+    device = ctx.device
+    cfg = replace_train(cfg, device=str(device))  # the run records the device it was trained on
     if resume:
         if not list_checkpoints(out):
             raise ConfigError(f"--resume: no checkpoint in {out}/checkpoints; start without --resume")
@@ -100,7 +108,16 @@ def train(
         evaluator = training_evaluator(cfg, dataset, model, out)
     try:
         trainer = Trainer(
-            model, sampler, cfg.train, out, cfg.to_dict(), progress, evaluator, cfg.sample.use_ema, ctx
+            model,
+            sampler,
+            cfg.train,
+            out,
+            cfg.to_dict(),
+            progress,
+            evaluator,
+            cfg.sample.use_ema,
+            ctx,
+            device,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -108,6 +125,11 @@ def train(
     if hasattr(model, "fit_prior"):  # VQ-VAE: the code prior, for the weights that will sample
         _fit_code_prior(trainer, dataset)
     return result
+
+
+def replace_train(cfg: Config, **changes: Any) -> Config:
+    """A copy of ``cfg`` with some ``train`` fields changed."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
 
 
 #: bytes per parameter in a checkpoint: weights, EMA and two Adam moments (float32)
@@ -140,7 +162,8 @@ def _fit_code_prior(trainer: Trainer, dataset: Any) -> None:
     weights (each set of weights has its own encoder, hence its own code statistics), and
     rewrite the final checkpoint with both."""
     model: Any = trainer.model
-    images = dataset.images.to(next(model.parameters()).dtype)
+    param = next(model.parameters())
+    images = dataset.images.to(param.device, param.dtype)
     was_training = model.training
     model.eval()
     model.fit_prior(images)
@@ -163,14 +186,25 @@ class Run:
     step: int
     run_dir: Path
     ema: bool  # whether the EMA weights are loaded
+    device: torch.device = torch.device("cpu")  # where the model is (sampling happens there)
 
 
-def load_run(run_dir: str | Path, use_ema: bool | None = None, checkpoint: str | None = None) -> Run:
+def load_run(
+    run_dir: str | Path,
+    use_ema: bool | None = None,
+    checkpoint: str | None = None,
+    device: str | torch.device | None = "auto",
+) -> Run:
     """Rebuild the model of ``run_dir`` from a checkpoint: ``checkpoint="last"`` (the latest)
     or ``"best"`` (the best evaluation during training, ``train.eval_every``); by default the
     run's ``sample.checkpoint``. EMA weights unless ``use_ema=False`` or ``sample.use_ema``
-    is false (a best checkpoint holds the weights that were evaluated)."""
+    is false (a best checkpoint holds the weights that were evaluated). The model goes to
+    ``device`` (``auto``: CUDA, else MPS, else the CPU), whatever device trained it."""
     run_dir = Path(run_dir)
+    try:
+        target = resolve_device(device, "--device")
+    except DeviceError as err:
+        raise ConfigError(str(err)) from None
     ckpt = load_checkpoint(run_dir)
     if "config" not in ckpt.meta:
         raise ConfigError(f"checkpoint {ckpt.path} has no config; it was not written by genlab train")
@@ -193,12 +227,12 @@ def load_run(run_dir: str | Path, use_ema: bool | None = None, checkpoint: str |
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise ConfigError(f"checkpoint {ckpt.path} does not match its config's model ({first})") from None
-    model.eval()
+    model.to(target).eval()
     ema = weights == "ema" or bool(ckpt.meta.get("ema", False))  # a best checkpoint says which it kept
     if hasattr(model, "fit_prior") and not bool(model.prior_fitted):
         # a VQ-VAE run stopped before its code prior was fitted: fit it now, as training would
-        model.fit_prior(dataset.images.to(next(model.parameters()).dtype))
-    return Run(cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=ema)
+        model.fit_prior(dataset.images.to(target, next(model.parameters()).dtype))
+    return Run(cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=ema, device=target)
 
 
 def sampler_options(
@@ -234,6 +268,10 @@ def generate(
     ``options`` override the sampler's settings (eta for ddim, noise for extension, snr for pc);
     ``label`` / ``guidance`` condition a class-conditional run, or pass a prepared ``cond``
     (it also carries the corrupted inputs of a data-coupling run).
+
+    Sampling runs on the run's device with a generator made there (so a seed draws other
+    numbers on a GPU than on the CPU); the solution comes back on the CPU, once, for the
+    files, figures and metrics that use it.
     """
     sc = run.cfg.sample
     sampler = sampler or sc.sampler or run.model.SAMPLERS[0]
@@ -242,15 +280,15 @@ def generate(
             f"sampler {sampler!r} is not available for model.family={run.cfg.model.family}; "
             f"choose one of: {', '.join(run.model.SAMPLERS)}"
         )
-    gen = torch.Generator().manual_seed(sc.seed if seed is None else seed)
+    gen = make_generator(run.device, sc.seed if seed is None else seed)
     opts = sampler_options(sampler, sc, options)
     cond = cond if cond is not None else run_conditioning(run, n, label, guidance)
     extra: dict[str, Any] = {}
     if cond.y is not None:
-        extra.update(y=cond.y, guidance=cond.guidance)
+        extra.update(y=cond.y.to(run.device), guidance=cond.guidance)
     if cond.x0 is not None:
-        extra["x0"] = cond.x0
-    return run.model.sample(
+        extra["x0"] = cond.x0.to(run.device)
+    sol = run.model.sample(
         n,
         solver or sc.solver,
         steps or sc.steps,
@@ -260,6 +298,8 @@ def generate(
         **extra,
         **opts,
     )
+    traj = sol.trajectory.cpu() if sol.trajectory is not None else None
+    return dataclasses.replace(sol, x=sol.x.cpu(), times=sol.times.cpu(), trajectory=traj)
 
 
 def sample_to_file(
@@ -273,6 +313,7 @@ def sample_to_file(
     label: int | None = None,
     guidance: float | None = None,
     checkpoint: str | None = None,
+    device: str | torch.device | None = "auto",
     **options: Any,
 ) -> Path:
     """Write n samples to ``out``: ``.npy`` (array) or ``.png`` (scatter or image grid; for a
@@ -281,7 +322,7 @@ def sample_to_file(
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise ConfigError(f"--out must end in .npy or .png, got {out.name!r}")
-    run = load_run(run_dir, checkpoint=checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
     cond = run_conditioning(run, n, label, guidance)
     x = generate(run, n, solver, steps, seed, sampler=sampler, cond=cond, **options).x
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -309,13 +350,17 @@ def reflow(
     overrides: list[str] | tuple[str, ...] = (),
     overwrite: bool = False,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Rectified flow's reflow: draw ``n_pairs`` pairs (x_0, ODE(x_0)) from the trained
     flow-matching run ``teacher_dir`` (RK4, ``steps`` steps, EMA weights), save them as
-    ``out/pairs.npz`` and train a copy of the teacher on those fixed pairs."""
+    ``out/pairs.npz`` and train a copy of the teacher on those fixed pairs, on ``device``
+    (None: the ``train.device`` of the overrides, else ``auto``)."""
     from genlab.paths import generate_pairs
 
-    run = load_run(teacher_dir)
+    if device is None:
+        device = build_config({}, [o for o in overrides if o.startswith("train.device=")]).train.device
+    run = load_run(teacher_dir, device=device)
     m = run.cfg.model
     if m.family != "flow_matching" or getattr(run.model, "starts_from_inputs", False):
         raise ConfigError(
@@ -327,14 +372,16 @@ def reflow(
     if list_checkpoints(out) and not overwrite:
         raise ConfigError(f"{out} already holds a run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(run.cfg.train.seed + 7919)
+    gen = make_generator(run.device, run.cfg.train.seed + 7919)
     cond = run_conditioning(run, n_pairs)  # a class-conditional teacher: every class in turn
+    y = cond.y.to(run.device) if cond.y is not None else None
     with torch.no_grad():
-        x0, x1 = generate_pairs(run.model, n_pairs, steps, "rk4", gen, y=cond.y)
+        x0, x1 = generate_pairs(run.model, n_pairs, steps, "rk4", gen, y=y)
     from genlab.paths import ReflowPairs
 
-    pairs_file = ReflowPairs(x0, x1, cond.y).save(out / "pairs.npz").resolve()
+    pairs_file = ReflowPairs(x0.cpu(), x1.cpu(), cond.y).save(out / "pairs.npz").resolve()
     tree = run.cfg.to_dict()
     tree["model"].update(reflow_pairs=str(pairs_file), coupling="independent", coupling_args={})
+    tree["train"]["device"] = str(run.device)
     cfg = build_config(tree, overrides)
     return train(cfg, out, overwrite=True, progress=progress, init_weights=dict(run.model.state_dict()))

@@ -89,11 +89,12 @@ def make_probes(
 
 
 def _rademacher(shape: tuple[int, ...], gen: torch.Generator | None, dtype: torch.dtype) -> torch.Tensor:
-    return torch.randint(0, 2, shape, generator=gen).to(dtype) * 2 - 1
+    device = gen.device if gen is not None else None
+    return torch.randint(0, 2, shape, generator=gen, device=device).to(dtype) * 2 - 1
 
 
 def _gaussian(shape: tuple[int, ...], gen: torch.Generator | None, dtype: torch.dtype) -> torch.Tensor:
-    return torch.randn(shape, generator=gen, dtype=dtype)
+    return torch.randn(shape, generator=gen, dtype=dtype, device=gen.device if gen is not None else None)
 
 
 PROBES = {"rademacher": _rademacher, "gaussian": _gaussian}

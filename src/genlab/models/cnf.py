@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from genlab._validate import check_finite
 from genlab.likelihood import LogProbResult, log_prob_ode
 from genlab.models.base import Batch, split_batch
 from genlab.paths import GaussianSource
@@ -73,8 +74,7 @@ class CNF(nn.Module):
             raise ValueError(
                 f"x has sample shape {tuple(x.shape[1:])}, the model was built for {self.data_shape}"
             )
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("x contains non-finite values")
+        check_finite(x, "x")
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """NLL per dimension (nats) through the solver, plus the kinetic penalty."""
@@ -145,5 +145,6 @@ class CNF(nn.Module):
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         param = next(self.parameters())
-        z = x0 if x0 is not None else self.source.sample((n, *self.data_shape), generator, param.dtype)
+        shape = (n, *self.data_shape)
+        z = x0 if x0 is not None else self.source.sample(shape, generator, param.dtype, param.device)
         return sample_ode(self.velocity, z, solver, grid, None, return_trajectory, **options)

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from genlab._validate import check_finite
 from genlab.models.base import Batch, split_batch
 from genlab.paths import GaussianSource
 
@@ -155,8 +156,7 @@ class RealNVP(nn.Module):
             raise ValueError(
                 f"x has sample shape {tuple(x.shape[1:])}, the flow was built for {self.data_shape}"
             )
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("x contains non-finite values")
+        check_finite(x, "x")
 
     def log_prob(self, x: torch.Tensor, **_: Any) -> torch.Tensor:  # ODE options do not apply
         """Exact log p(x) in nats, (B,)."""
@@ -190,7 +190,8 @@ class RealNVP(nn.Module):
         if options:
             raise ValueError(f"unexpected sampler option(s): {', '.join(sorted(options))}")
         param = next(self.parameters())
-        z = x0 if x0 is not None else self.source.sample((n, *self.data_shape), generator, param.dtype)
+        shape = (n, *self.data_shape)
+        z = x0 if x0 is not None else self.source.sample(shape, generator, param.dtype, param.device)
         with torch.no_grad():
             x = self.inverse(z)
         return ODESolution(x=x, times=torch.tensor([0.0, 1.0]), trajectory=None, nfe=1)

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_finite, check_tensor
+from genlab._validate import check_finite, check_tensor, has_values
+from genlab.devices import generator_device
 from genlab.models.base import Batch, split_batch
 from genlab.models.coders import (
     GridDecoder,
@@ -69,10 +70,11 @@ class VectorQuantizer(nn.Module):
         than K vectors); codes then start where the encoder outputs are, not near 0."""
         flat = self._flat(z_e).detach()
         n = flat.shape[0]
+        device = generator.device if generator is not None else flat.device  # draws where the generator is
         if n >= self.num_codes:
-            pick = torch.randperm(n, generator=generator)[: self.num_codes]
+            pick = torch.randperm(n, generator=generator, device=device)[: self.num_codes]
         else:
-            pick = torch.randint(n, (self.num_codes,), generator=generator)
+            pick = torch.randint(n, (self.num_codes,), generator=generator, device=device)
         self.codebook.copy_(flat[pick.to(flat.device)].to(self.codebook))
 
     def _flat(self, z_e: torch.Tensor) -> torch.Tensor:
@@ -98,10 +100,10 @@ class VectorQuantizer(nn.Module):
         check_tensor(indices, "indices")
         if indices.dtype != torch.long:
             raise ValueError(f"indices must be a long tensor, got dtype {indices.dtype}")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
-            raise ValueError(
-                f"indices must lie in [0, {self.num_codes}), got {int(indices.min())}..{int(indices.max())}"
-            )
+        if indices.numel() and has_values(indices):
+            low, high = int(indices.min()), int(indices.max())
+            if low < 0 or high >= self.num_codes:
+                raise ValueError(f"indices must lie in [0, {self.num_codes}), got {low}..{high}")
         z = self.codebook[indices]  # (..., D)
         return z if indices.dim() == 1 else z.permute(0, 3, 1, 2).contiguous()
 
@@ -114,17 +116,27 @@ class VectorQuantizer(nn.Module):
         return z_q_st, indices, codebook_loss, commitment_loss
 
     def _counts(self, indices: torch.Tensor) -> torch.Tensor:
+        """How often each of the K codes occurs in ``indices``, (K,) float64, on their device."""
         check_tensor(indices, "indices")
         if indices.numel() == 0:
             raise ValueError("indices must not be empty")
-        return torch.bincount(indices.reshape(-1).long(), minlength=self.num_codes).double()
+        flat = indices.reshape(-1).long()
+        ones = torch.ones_like(flat, dtype=torch.float64)
+        return torch.zeros(self.num_codes, dtype=torch.float64, device=flat.device).scatter_add_(0, flat, ones)
+
+    def code_perplexity(self, indices: torch.Tensor) -> torch.Tensor:
+        """exp(entropy of the code usage) as a 0-dim tensor on the device of ``indices``."""
+        p = self._counts(indices)
+        p = p / p.sum()
+        return torch.exp(-torch.xlogy(p, p).sum())  # 0 log 0 = 0: unused codes add nothing
+
+    def code_usage(self, indices: torch.Tensor) -> torch.Tensor:
+        """Fraction of the K codes used at least once, a 0-dim tensor."""
+        return (self._counts(indices) > 0).double().mean()
 
     def perplexity(self, indices: torch.Tensor) -> float:
         """exp(entropy of the code usage): K for uniform usage, 1 for a single code."""
-        p = self._counts(indices)
-        p = p / p.sum()
-        p = p[p > 0]
-        return float(torch.exp(-(p * p.log()).sum()))
+        return float(self.code_perplexity(indices))
 
     def usage(self, indices: torch.Tensor) -> float:
         """Fraction of the K codes used at least once in ``indices``."""
@@ -225,7 +237,7 @@ class VQVAE(LatentModel):
         x, _ = split_batch(batch)
         self._check_x(x, "batch")
         z_e = self.encoder(x)
-        if self.training and not bool(self.codebook_initialised):
+        if self.training and not _is_set(self.codebook_initialised):
             self.quantizer.init_from(z_e, generator)
             self.codebook_initialised.fill_(True)
         z_q, indices, codebook, commitment = self.quantizer(z_e)
@@ -236,8 +248,8 @@ class VQVAE(LatentModel):
             "recon": recon.detach(),
             "codebook": codebook.detach(),
             "commitment": commitment.detach(),
-            "perplexity": torch.tensor(self.quantizer.perplexity(indices)),
-            "usage": torch.tensor(self.quantizer.usage(indices)),
+            "perplexity": self.quantizer.code_perplexity(indices),  # no host sync: the trainer logs it
+            "usage": self.quantizer.code_usage(indices),
         }
 
     @torch.no_grad()
@@ -267,10 +279,10 @@ class VQVAE(LatentModel):
     def sample_indices(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n code grids, every position drawn independently from the fitted prior. -> (n, h, w)."""
         n = _positive_int(n, "n")
-        if not bool(self.prior_fitted):
+        if self.prior_fitted.device.type != "meta" and not bool(self.prior_fitted):  # meta: no value to read
             raise ValueError("the code prior is not fitted; call model.fit_prior(x) on training images first")
         probs = self.prior_log_probs.double().exp()  # (h*w, K)
-        if generator is not None and generator.device != probs.device:
+        if generator is not None and generator.device != generator_device(probs.device):
             raise ValueError(f"generator is on {generator.device} but the model is on {probs.device}")
         idx = torch.multinomial(probs, n, replacement=True, generator=generator)  # (h*w, n)
         return idx.T.reshape(n, self.grid_size, self.grid_size)
@@ -287,3 +299,9 @@ class VQVAE(LatentModel):
 
         ``model.sample(n, generator=g)`` wraps this with the other families' interface."""
         return self.decode_indices(self.sample_indices(n, generator))
+
+
+def _is_set(flag: torch.Tensor) -> bool:
+    """The value of a boolean buffer; unset on the ``meta`` device, which holds no values
+    (the device tests then run the first-batch path)."""
+    return flag.device.type != "meta" and bool(flag)

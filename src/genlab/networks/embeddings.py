@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from genlab._validate import check_tensor
+from genlab._validate import check_tensor, has_values
 
 __all__ = [
     "TIME_EMBEDDINGS",
@@ -191,7 +191,7 @@ class ClassEmbedding(nn.Module):
             raise ValueError(f"y must hold integer class labels (torch.long); got dtype {y.dtype}")
         if y.shape != (batch_size,):
             raise ValueError(f"y must have shape (B,) = ({batch_size},); got {tuple(y.shape)}")
-        if y.numel() and (int(y.min()) < -1 or int(y.max()) >= self.num_classes):
+        if y.numel() and has_values(y) and (int(y.min()) < -1 or int(y.max()) >= self.num_classes):
             raise ValueError(
                 f"class labels y must lie in [0, {self.num_classes - 1}] or be -1 for 'no label'; "
                 f"got values in [{int(y.min())}, {int(y.max())}] "

@@ -151,7 +151,8 @@ def pairs_from_plan(plan: np.ndarray, generator: torch.Generator | None = None) 
     total = cdf[:, -1:]
     if bool((total <= 0).any()):
         raise ValueError("pairs_from_plan: a column of the plan has no mass")
-    u = torch.rand(p.shape[1], 1, generator=generator, dtype=torch.float64) * total
+    device = generator.device if generator is not None else None  # a CUDA generator draws on CUDA
+    u = torch.rand(p.shape[1], 1, generator=generator, dtype=torch.float64, device=device).cpu() * total
     idx = torch.searchsorted(cdf, u, right=True).squeeze(1)  # first i with cdf_i > u
     # u rounding up to the column's total would select past the end: take its last row with mass
     last = p.shape[0] - 1 - torch.argmax((p.T.flip(1) > 0).to(torch.int8), dim=1)

@@ -92,9 +92,12 @@ class ForwardSDE(ABC):
         shape: tuple[int, ...],
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """Draw from the prior N(0, prior_std^2 I)."""
-        return self.prior_std() * torch.randn(shape, generator=generator, dtype=dtype)
+        """Draw from the prior N(0, prior_std^2 I) on ``device`` (default: the generator's)."""
+        if device is None and generator is not None:
+            device = generator.device
+        return self.prior_std() * torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
     def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log N(x; 0, prior_std^2 I) summed over non-batch dimensions -> (B,)."""

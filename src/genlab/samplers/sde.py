@@ -153,7 +153,8 @@ def sample_pc(
     if snr <= 0 or n_corrector < 0:
         raise ValueError(f"snr must be > 0 and n_corrector >= 0, got snr={snr}, n_corrector={n_corrector}")
     grid = sampling_grid(steps)
-    times = grid.times.to(dtype=x_init.dtype)
+    times = grid.times.to(dtype=x_init.dtype, device=x_init.device)
+    times64 = grid.times.to(torch.float64)  # on the CPU: the scalars below need no device sync
     drift = reverse_sde_drift(sde, field)
     x, nfe = x_init, 0
     with torch.no_grad():
@@ -163,7 +164,7 @@ def sample_pc(
             tau = flip_time(tb)
             alpha: torch.Tensor | float = 1.0
             if sde.variance_preserving:  # Song et al.'s alpha_i = 1 - beta_i of the discrete chain
-                sv = field.path.schedule.values(times[i : i + 2].to(torch.float64))
+                sv = field.path.schedule.values(times64[i : i + 2])
                 alpha = float((sv.alpha[0] / sv.alpha[1]) ** 2)
             for _ in range(n_corrector):
                 x = langevin_corrector_step(x, field.score(x, tb), snr, alpha, generator)

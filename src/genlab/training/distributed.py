@@ -2,8 +2,8 @@
 
 ``torchrun --nproc-per-node N -m genlab train CONFIG`` starts N processes with the
 environment variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
-:func:`init_distributed` reads them and joins the process group (gloo on CPU, NCCL when CUDA
-is available). The trainer then
+:func:`init_distributed` reads them and joins the process group: on CUDA rank r trains on
+``cuda:LOCAL_RANK`` with NCCL, on the CPU with gloo. The trainer then
 
 - draws the same global batch of ``train.batch_size`` on every rank from the shared data
   generator and keeps its own contiguous shard (rows ``[r B/N, (r + 1) B/N)``), so the data
@@ -43,6 +43,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     backend: str | None = None
+    device: torch.device = torch.device("cpu")  # this rank's device (cuda:LOCAL_RANK on GPUs)
 
     @property
     def enabled(self) -> bool:
@@ -53,16 +54,20 @@ class DistContext:
         return self.rank == 0
 
 
-def init_distributed() -> DistContext:
+def init_distributed(device: torch.device | None = None) -> DistContext:
     """Join the process group described by torchrun's environment, or return the
-    single-process context when there is none."""
+    single-process context when there is none. ``device`` is the resolved training device:
+    a CUDA one puts this rank on ``cuda:LOCAL_RANK`` with NCCL; any other, gloo."""
+    device = torch.device("cpu") if device is None else device
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistContext()
+        return DistContext(device=device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    return DistContext(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()), device)
 
 
 def shard(batch: Any, ctx: DistContext) -> Any:
@@ -85,7 +90,7 @@ def all_true(flag: bool, ctx: DistContext) -> bool:
     """Whether ``flag`` holds on every rank (a collective: every rank must call it)."""
     if not ctx.enabled:
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)  # NCCL reduces device tensors only
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item() > 0.5)
 
@@ -100,7 +105,7 @@ def mean_over_ranks(values: dict[str, float], ctx: DistContext) -> dict[str, flo
     if not ctx.enabled or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t)
     return {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
@@ -111,7 +116,7 @@ def gather_states(state: torch.Tensor, ctx: DistContext) -> list[torch.Tensor]:
         return [state]
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, state)
-    return [torch.as_tensor(s) for s in out]
+    return [torch.as_tensor(s).cpu() for s in out]
 
 
 def exit_process_group(code: int) -> int:
@@ -178,4 +183,5 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module | None:
         return None
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(LossCaller(model))
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(LossCaller(model), device_ids=ids)

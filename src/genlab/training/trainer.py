@@ -14,13 +14,25 @@ sampling weights are scored every ``eval_every`` steps and the best ones kept in
 
 Randomness: two explicit generators seeded from ``cfg.seed``, one for the data order
 (``sample_batch``) and one for the training noise (t, x_0 drawn inside ``loss``).
+
+Devices (``train.device``): the model, its EMA and the optimiser state live on the device;
+the data are drawn on the CPU with the CPU data generator (so the data order is the same on
+every device) and each batch is moved to the device; the noise generator lives on the
+device, so the noise is drawn where it is used. ``train.precision`` runs the losses under
+bf16 or fp16 autocast (fp16 with a ``GradScaler`` whose state is checkpointed);
+``train.compile`` compiles the networks (:mod:`genlab.training.compile`). A checkpoint is
+device-free: a run resumes on another device, exactly on the one it was made on (a CUDA
+generator's state does not fit a CPU one: resumed elsewhere, the noise continues from a
+stream reseeded from the step, with one warning line).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,9 +45,11 @@ import torch
 from torch import nn
 
 from genlab.config import TrainConfig
+from genlab.devices import autocast, make_generator, needs_grad_scaler, resolve_device, set_tf32, to_device
 from genlab.models.adversarial import AdversarialModel
 from genlab.training.atomic import atomic_write_text
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from genlab.training.compile import compile_mode, compile_networks, uncompile
 from genlab.training.distributed import (
     RANK_SEED_STRIDE,
     DistContext,
@@ -84,6 +98,7 @@ class TrainResult:
     steps_per_s: float  # training throughput of this invocation
     run_dir: Path
     eval_seconds: float = 0.0  # of this invocation's wall time, spent in ``evaluator`` calls
+    device: str = "cpu"  # where the run trained
 
 
 def make_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -136,6 +151,8 @@ class Trainer:
         evaluate_ema: score (and keep) the EMA weights when there are any, else the raw ones.
         dist_ctx: this process's place in a torchrun process group (see
             :mod:`genlab.training.distributed`); None trains in one process.
+        device: where to train; None: the process group's device when distributed, else
+            ``cfg.device`` (``auto``: CUDA, else MPS, else the CPU).
     """
 
     def __init__(
@@ -149,8 +166,14 @@ class Trainer:
         evaluator: Evaluator | None = None,
         evaluate_ema: bool = True,
         dist_ctx: DistContext | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         self.dist = dist_ctx or DistContext()
+        if device is None:
+            device = self.dist.device if self.dist.enabled else cfg.device
+        self.device = resolve_device(device, "train.device")
+        if self.device.type == "cuda":
+            set_tf32(cfg.tf32)
         if cfg.batch_size % self.dist.world_size:
             raise ValueError(
                 f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
@@ -159,7 +182,7 @@ class Trainer:
         self.adversarial = isinstance(model, AdversarialModel)
         if not self.adversarial and not hasattr(model, "loss"):
             raise ValueError("model must define loss(batch, generator) -> {'loss': tensor}")
-        self.model = model
+        self.model = model.to(self.device)
         self.sample_batch = sample_batch
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -178,17 +201,28 @@ class Trainer:
         else:
             groups = model.param_groups() if hasattr(model, "param_groups") else model.parameters()
             self.optimizers[MAIN] = make_optimizer(groups, cfg)
+        # fp16 gradients underflow without loss scaling: one scaler per optimiser
+        self.scalers = {
+            name: torch.amp.GradScaler(self.device.type)
+            for name in self.optimizers
+            if needs_grad_scaler(cfg.precision)
+        }
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.data_gen = torch.Generator().manual_seed(cfg.seed)
-        self.noise_gen = torch.Generator().manual_seed(
-            cfg.seed + NOISE_SEED_OFFSET + self.dist.rank * RANK_SEED_STRIDE
-        )
+        self.data_gen = torch.Generator().manual_seed(cfg.seed)  # on the CPU: one data order everywhere
+        self.noise_gen = make_generator(self.device, self._noise_seed())
         # DDP for the one-loss families; the adversarial ones average each player's gradients
         # with an explicit all-reduce (see distributed.average_gradients)
         self.caller = None if self.adversarial else wrap(model, self.dist)
         self.skipped = 0  # steps skipped for a non-finite loss or gradient (train.nonfinite=skip)
         self.step = 0
         self.best: float = math.inf  # best evaluation score so far
+        mode = compile_mode(cfg.compile)
+        self.compiled = compile_networks(model, mode) if mode is not None else []
+
+    def _noise_seed(self, step: int = 0) -> int:
+        """Seed of this rank's training-noise stream (``step`` > 0: the stream reseeded on
+        resuming on another kind of device)."""
+        return self.cfg.seed + NOISE_SEED_OFFSET + self.dist.rank * RANK_SEED_STRIDE + step
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -210,7 +244,11 @@ class Trainer:
             "model_class": type(self.model).__name__,
             "world_size": self.dist.world_size,
             "skipped_steps": self.skipped,
+            "device": str(self.device),
+            "generator_device": self.noise_gen.device.type,
         }
+        for name, scaler in self.scalers.items():
+            meta[f"grad_scaler_{name}"] = scaler.state_dict()
         for name, optimizer in self.optimizers.items():
             optim_tensors, optim_meta = optimizer_state_to_tensors(optimizer.state_dict())
             tensors[_optim_key(name)] = optim_tensors
@@ -258,7 +296,22 @@ class Trainer:
                 f"with the same number (now {self.dist.world_size}) to continue bit for bit"
             )
         key = "noise" if self.dist.rank == 0 else f"noise_{self.dist.rank}"
-        self.noise_gen.set_state(ckpt.tensors["rng"][key])
+        saved_gen = str(ckpt.meta.get("generator_device", "cpu"))
+        if saved_gen == self.noise_gen.device.type:
+            self.noise_gen.set_state(ckpt.tensors["rng"][key])
+        else:  # a CUDA (Philox) state does not fit a CPU generator, nor the other way round
+            self.noise_gen.manual_seed(self._noise_seed(ckpt.step))
+            if self.dist.is_main:
+                print(
+                    f"warning: {self.run_dir} was trained with its noise drawn on {saved_gen}, resumed on "
+                    f"{self.noise_gen.device.type}: training goes on with a reseeded noise stream (a resume "
+                    "is bit for bit only on the kind of device the run was made on)",
+                    file=sys.stderr,
+                )
+        for name, scaler in self.scalers.items():
+            state = ckpt.meta.get(f"grad_scaler_{name}")
+            if state:  # absent when the run was trained in fp32 / bf16: the scaler starts afresh
+                scaler.load_state_dict(state)
         self.skipped = int(ckpt.meta.get("skipped_steps", 0))
         self.step = ckpt.step
         best = ckpt.meta.get("best_score")
@@ -312,12 +365,20 @@ class Trainer:
         if not all_true(bool(torch.isfinite(loss)), self.dist):
             self._nonfinite(what, float(loss.detach()))
         optimizer = self.optimizers[name]
+        scaler = self.scalers.get(name)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
         if self.adversarial:
             average_gradients(params, self.dist)
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        if scaler is not None:
+            # an fp16 overflow: the scaler skips this update and lowers the scale (not an error)
+            scaler.step(optimizer)
+            scaler.update()
+            return grad_norm
         if not math.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)
             self._nonfinite(f"the gradient norm of {what}", grad_norm)
@@ -325,11 +386,9 @@ class Trainer:
         return grad_norm
 
     def _call(self, method: str, batch: Any) -> dict[str, torch.Tensor]:
-        """``model.method(batch, noise_gen)``, through DDP when distributed, under bfloat16
-        autocast with ``train.precision=bf16`` (the weights and the optimiser stay fp32)."""
-        param = next(self.model.parameters(), None)
-        device = param.device.type if param is not None else "cpu"
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+        """``model.method(batch, noise_gen)``, through DDP when distributed, under bf16 / fp16
+        autocast with ``train.precision`` (the weights and the optimiser stay fp32)."""
+        with autocast(self.device, self.cfg.precision):
             if self.caller is not None:
                 out = self.caller(method, batch, self.noise_gen)
             else:
@@ -341,7 +400,8 @@ class Trainer:
 
     def _batch(self) -> Any:
         """The global batch (the same on every rank), then this rank's shard of it."""
-        return shard(self.sample_batch(self.cfg.batch_size, self.data_gen), self.dist)
+        batch = shard(self.sample_batch(self.cfg.batch_size, self.data_gen), self.dist)
+        return to_device(batch, self.device, non_blocking=self.device.type == "cuda")
 
     def _train_step(self, params: dict[str, list[nn.Parameter]]) -> tuple[dict[str, float], float, float]:
         """One training step: (scalars to log, gradient norm, learning rate)."""
@@ -368,6 +428,43 @@ class Trainer:
         record.update({f"g_{k}" if k == "loss" else k: v for k, v in _scalars(g_out).items()})
         record["loss"] = record["g_loss"]
         return record, grad_norm, lr
+
+    def _compiled_step(self, params: dict[str, list[nn.Parameter]]) -> tuple[dict[str, float], float, float]:
+        """The first step after ``train.compile``, where torch.compile compiles the
+        networks: if it fails, everything the step touched (weights, optimiser, scalers,
+        random streams) is put back, the networks go back to eager mode with one warning
+        line, and the step is taken again."""
+        saved = copy.deepcopy(
+            {
+                "model": self.model.state_dict(),
+                "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+                "rng": (self.data_gen.get_state(), self.noise_gen.get_state()),
+            }
+        )
+        try:
+            out = self._train_step(params)
+        except _SkipStep:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of the compiled step falls back
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            uncompile(self.compiled)
+            self.compiled = []
+            self.model.load_state_dict(saved["model"])
+            for k, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(saved["optim"][k])
+            for k, scaler in self.scalers.items():
+                scaler.load_state_dict(saved["scalers"][k])
+            self.data_gen.set_state(saved["rng"][0])
+            self.noise_gen.set_state(saved["rng"][1])
+            if self.dist.is_main:
+                print(
+                    f"warning: train.compile failed ({type(err).__name__}: {first}); training in eager mode",
+                    file=sys.stderr,
+                )
+            return self._train_step(params)
+        self.compiled = []  # compiled and working: later steps call the compiled networks as usual
+        return out
 
     def _evaluate(self, tb: EventWriter, log: Any) -> None:
         """Score the sampling weights; keep them in RUN_DIR/best when they are the best
@@ -430,7 +527,10 @@ class Trainer:
             ):
                 while self.step < cfg.steps:
                     try:
-                        scalars, grad_norm, lr = self._train_step(params)
+                        if self.compiled:
+                            scalars, grad_norm, lr = self._compiled_step(params)
+                        else:
+                            scalars, grad_norm, lr = self._train_step(params)
                     except _SkipStep:
                         self.skipped += 1
                         scalars, grad_norm, lr = {}, float("nan"), self.cfg.lr
@@ -484,6 +584,7 @@ class Trainer:
             steps_per_s=done / elapsed if elapsed > 0 and done else 0.0,
             run_dir=self.run_dir,
             eval_seconds=self.eval_seconds,
+            device=str(self.device),
         )
 
 
