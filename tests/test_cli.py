@@ -258,10 +258,11 @@ def test_demo_command_trains_evaluates_and_draws(tmp_path: Path, capsys: pytest.
         "sample.steps=4",
         "model.net.width=32",
     ]
-    assert main([*args, "--out", str(out), "--no-progress"]) == 0
-    assert (out / "eval.json").exists()
+    assert main([*args, "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    assert json.loads((out / "eval.json").read_text())["device"] == "cpu"
     assert (out / "figures" / "samples_vs_data.png").exists() and (out / "figures" / "path.gif").exists()
-    assert "total time" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "total time" in printed and "trained on cpu" in printed
 
 
 def test_overrides_may_follow_the_flags(tmp_path: Path) -> None:

@@ -359,3 +359,29 @@ def test_resume_on_another_kind_of_device_reseeds_the_noise(
     assert "reseeded noise stream" in capsys.readouterr().err
     fresh = torch.Generator().manual_seed(cfg.train.seed + NOISE_SEED_OFFSET + 4)
     assert torch.equal(trainer.noise_gen.get_state(), fresh.get_state())
+
+
+def test_device_flag_on_every_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--device cpu on train, sample, eval (with figures), log-prob, reflow and compare (demo:
+    tests/test_cli.py); the device is recorded where the run says what it did."""
+    from genlab.cli import main
+
+    tiny = ["model.net.width=16", "model.net.depth=2", "train.steps=6", "eval.n=64", "sample.steps=3"]
+    run = tmp_path / "run"
+    assert main(["train", "moons", *tiny, "--out", str(run), "--no-progress", "--device", "cpu"]) == 0
+    assert "device: cpu" in (run / "config.yaml").read_text()
+    assert main(["sample", str(run), "--n", "8", "--out", str(tmp_path / "x.npy"), "--device", "cpu"]) == 0
+    assert np.load(tmp_path / "x.npy").shape == (8, 2)
+    assert main(["eval", str(run), "--n", "64", "--device", "cpu", "--figures"]) == 0
+    record = json.loads((run / "eval.json").read_text())
+    assert record["device"] == "cpu" and record["trained_on"] == "cpu"
+    np.save(tmp_path / "pts.npy", np.zeros((3, 2), dtype=np.float32))
+    argv = ["log-prob", str(run), "--data", str(tmp_path / "pts.npy"), "--out", str(tmp_path / "lp.npy")]
+    assert main([*argv, "--steps", "2", "--device", "cpu"]) == 0
+    assert np.isfinite(np.load(tmp_path / "lp.npy")).all()
+    reflow = ["reflow", str(run), "--out", str(tmp_path / "reflow"), "--pairs", "64", "--steps", "2"]
+    assert main([*reflow, "train.steps=2", "--no-progress", "--device", "cpu"]) == 0
+    compare = ["compare", "moons", *tiny[:2], *tiny[3:], "--budget", "3steps", "--seeds", "1", "--n", "64"]
+    assert main([*compare, "--out", str(tmp_path / "cmp"), "--no-progress", "--device", "cpu"]) == 0
+    plan = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert "train.device=cpu" in json.dumps(plan)

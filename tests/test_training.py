@@ -210,3 +210,67 @@ def test_bf16_autocast_trains_close_to_fp32(tmp_path: Path) -> None:
     assert abs(late["bf16"] - late["fp32"]) < 0.05 * late["fp32"]
     weights = load_checkpoint(tmp_path / "bf16").tensors["model"]
     assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"precision": "fp16"}, {"precision": "bf16"}, {"compile": "true"}],
+    ids=["fp16", "bf16", "compile"],
+)
+def test_resume_is_bit_identical_in_every_precision_and_compiled(tmp_path: Path, settings: dict) -> None:
+    """fp16 (with its GradScaler), bf16 and torch.compile runs resume bit for bit: the
+    scaler's state is in the checkpoint, the compiled network is the same module."""
+    model_a, sampler, cfg, full = tiny(20, **settings)
+    trainer_a = Trainer(model_a, sampler, cfg, tmp_path / "a", full, progress=False)
+    trainer_a.fit()
+    model_b, sampler, cfg10, _ = tiny(10, **settings)
+    Trainer(model_b, sampler, cfg10, tmp_path / "b", full, progress=False).fit()
+    model_c, sampler, cfg, _ = tiny(20, **settings)
+    trainer_c = Trainer(model_c, sampler, cfg, tmp_path / "b", full, progress=False)
+    trainer_c.fit(resume=True)
+    for (k, va), vc in zip(model_a.state_dict().items(), model_c.state_dict().values(), strict=True):
+        assert torch.equal(va, vc), k
+    assert {k: s.state_dict() for k, s in trainer_a.scalers.items()} == {
+        k: s.state_dict() for k, s in trainer_c.scalers.items()
+    }
+    assert bool(trainer_a.scalers) == (settings.get("precision") == "fp16")
+    compiled = model_c.net._compiled_call_impl is not None  # type: ignore[union-attr]
+    assert compiled == ("compile" in settings)
+
+
+def test_fp16_trains_close_to_fp32(tmp_path: Path) -> None:
+    """train.precision=fp16: float16 autocast with loss scaling; the first losses agree with
+    fp32 to float16's precision, they are not the fp32 ones, the weights stay fp32."""
+    losses = {}
+    for precision in ("fp32", "fp16"):
+        model, sampler, cfg, full = tiny(30, precision=precision, log_every=1, warmup_steps=0)
+        Trainer(model, sampler, cfg, tmp_path / precision, full, progress=False).fit()
+        records = (tmp_path / precision / "metrics.jsonl").read_text().splitlines()
+        losses[precision] = [json.loads(line)["loss"] for line in records]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert losses["fp16"][0] != losses["fp32"][0]  # autocast was on
+    assert abs(losses["fp16"][0] - losses["fp32"][0]) < 1e-2 * abs(losses["fp32"][0])
+    assert all(math.isfinite(v) for v in losses["fp16"])
+
+
+def test_a_failing_compile_falls_back_to_eager(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CNF trained with the Hutchinson divergence needs a double backward, which
+    torch.compile refuses: one warning line, then the same steps as an eager run."""
+    from genlab.runs import resolve_config, train
+
+    over = [
+        "train.steps=3",
+        "train.log_every=1",
+        "model.net.width=16",
+        "model.net.depth=2",
+        "model.cnf_steps=2",
+    ]
+    train(resolve_config("moons_cnf", [*over, "train.compile=true"]), tmp_path / "c", progress=False)
+    err = capsys.readouterr().err
+    assert err.count("warning: train.compile failed") == 1 and "training in eager mode" in err
+    train(resolve_config("moons_cnf", over), tmp_path / "e", progress=False)
+
+    def read(run: str) -> list[float]:
+        return [json.loads(x)["loss"] for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+
+    assert read("c") == read("e")

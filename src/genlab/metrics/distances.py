@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import ot
 import scipy.linalg
 import torch
 from scipy.spatial.distance import cdist
@@ -96,6 +95,16 @@ def _as_pair(x: Any, y: Any, min_points: int = 1) -> tuple[np.ndarray, np.ndarra
 # --------------------------------------------------------------------------------------
 
 
+def _pot() -> Any:
+    """POT, imported where an exact transport problem is solved (a dependency of genlab; a
+    machine without it still has every other metric)."""
+    try:
+        import ot
+    except ImportError:
+        raise ImportError("the W2 distance needs POT (pip install pot); the other metrics do not") from None
+    return ot
+
+
 def wasserstein2(x: torch.Tensor, y: torch.Tensor, max_points: int = 5000) -> float:
     """Exact 2-Wasserstein distance between the empirical measures of x and y.
 
@@ -136,7 +145,7 @@ def wasserstein2(x: torch.Tensor, y: torch.Tensor, max_points: int = 5000) -> fl
     cost = cdist(xa, ya, metric="sqeuclidean")  # (N, M)
     a = np.full(n, 1.0 / n)  # (N,)
     b = np.full(m, 1.0 / m)  # (M,)
-    value, log = ot.emd2(a, b, cost, numItermax=max(100_000, 100 * n * m), log=True)
+    value, log = _pot().emd2(a, b, cost, numItermax=max(100_000, 100 * n * m), log=True)
     if log.get("warning"):
         raise RuntimeError(f"wasserstein2: the exact OT solver did not converge: {log['warning']}")
     return math.sqrt(max(float(value), 0.0))

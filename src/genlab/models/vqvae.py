@@ -122,7 +122,8 @@ class VectorQuantizer(nn.Module):
             raise ValueError("indices must not be empty")
         flat = indices.reshape(-1).long()
         ones = torch.ones_like(flat, dtype=torch.float64)
-        return torch.zeros(self.num_codes, dtype=torch.float64, device=flat.device).scatter_add_(0, flat, ones)
+        counts = torch.zeros(self.num_codes, dtype=torch.float64, device=flat.device)
+        return counts.scatter_add_(0, flat, ones)
 
     def code_perplexity(self, indices: torch.Tensor) -> torch.Tensor:
         """exp(entropy of the code usage) as a 0-dim tensor on the device of ``indices``."""
