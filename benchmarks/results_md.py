@@ -860,6 +860,27 @@ def render_compare(name: str, data: Json, path: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------
+# gpu.py: every family on a device, and the trainer's throughput (gpu.json, compile_cpu.json)
+# --------------------------------------------------------------------------------------
+
+
+def render_gpu(name: str, data: Json, path: Path) -> list[str]:
+    fam = data.get("families") or {}
+    batches = sorted({str(p.get("batch")) for p in data.get("throughput", []) if p.get("batch")})
+    out = facts(
+        name,
+        data,
+        batch="/".join(batches) if batches else None,
+        training=f"{fam['steps']} per family run" if fam.get("steps") else None,
+        command=data.get("command"),
+    )
+    md = path.with_suffix(".md")
+    if md.exists():
+        out += ["", md.read_text().strip()]
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # generic: any other result file (schedulers.json, flows.json, compare.json, ...)
 # --------------------------------------------------------------------------------------
 
@@ -1026,6 +1047,25 @@ SECTIONS: list[tuple[str, str, list[Entry]]] = [
             )
         ],
     ),
+    (
+        "Devices",
+        "Every family on a GPU, mixed precision and torch.compile.",
+        [
+            (
+                "gpu.json",
+                "Every family on one GPU, and the trainer's throughput",
+                render_gpu,
+                "python benchmarks/gpu.py",
+            ),
+            (
+                "compile_cpu.json",
+                "torch.compile and bf16 on the CPU",
+                render_gpu,
+                "python benchmarks/gpu.py --device cpu --sections throughput --nets digits,mlp "
+                "--modes fp32,fp32+compile,bf16,bf16+compile --out benchmarks/results/compile_cpu.json",
+            ),
+        ],
+    ),
 ]
 
 
@@ -1041,6 +1081,8 @@ def detect(data: Json) -> Renderer | None:
         return render_compare
     if data.get("benchmark") == "scaling":
         return render_scaling
+    if "throughput" in data and "device_name" in data:
+        return render_gpu
     return None
 
 
