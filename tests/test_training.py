@@ -224,9 +224,14 @@ def test_resume_is_bit_identical_in_every_precision_and_compiled(tmp_path: Path,
     trainer_a = Trainer(model_a, sampler, cfg, tmp_path / "a", full, progress=False)
     trainer_a.fit()
     model_b, sampler, cfg10, _ = tiny(10, **settings)
-    Trainer(model_b, sampler, cfg10, tmp_path / "b", full, progress=False).fit()
+    trainer_b = Trainer(model_b, sampler, cfg10, tmp_path / "b", full, progress=False)
+    trainer_b.fit()
     model_c, sampler, cfg, _ = tiny(20, **settings)
     trainer_c = Trainer(model_c, sampler, cfg, tmp_path / "b", full, progress=False)
+    trainer_c.restore()  # the scaler continues where it stopped (scale and growth counter)
+    assert {k: s.state_dict() for k, s in trainer_b.scalers.items()} == {
+        k: s.state_dict() for k, s in trainer_c.scalers.items()
+    }
     trainer_c.fit(resume=True)
     for (k, va), vc in zip(model_a.state_dict().items(), model_c.state_dict().values(), strict=True):
         assert torch.equal(va, vc), k
@@ -274,3 +279,23 @@ def test_a_failing_compile_falls_back_to_eager(tmp_path: Path, capsys: pytest.Ca
         return [json.loads(x)["loss"] for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
 
     assert read("c") == read("e")
+
+
+def test_compiled_training_evaluates_eagerly(tmp_path: Path) -> None:
+    """With train.compile, the in-training evaluation samples with the networks in eager mode
+    (a CUDA graph would overwrite outputs a multi-stage solver keeps) and the best weights
+    are kept."""
+    from torch._dynamo import eval_frame
+
+    seen = []
+
+    def evaluator(model: torch.nn.Module) -> float:
+        seen.append(eval_frame._stance.stance)  # private, but the one place torch keeps it
+        x = model.sample(16, "rk4", 3, torch.Generator().manual_seed(0)).x  # type: ignore[operator]
+        return float((x**2).mean())
+
+    model, sampler, cfg, full = tiny(10, compile="true", eval_every=5)
+    Trainer(model, sampler, cfg, tmp_path / "r", full, progress=False, evaluator=evaluator).fit()
+    assert seen == ["force_eager", "force_eager"]
+    assert eval_frame._stance.stance == "default"  # training itself runs compiled
+    assert (tmp_path / "r" / "best").is_dir()

@@ -410,7 +410,7 @@ def compare(
     atomic_write_json(out / RESULT_FILE, result)
     atomic_write_text(out / TABLE_FILE, compare_table(result) + "\n")
     if figure and any(r["summary"]["metrics"] for r in rows):
-        result["figure"] = str(compare_figure(result, out))
+        result["figure"] = str(compare_figure(result, out, device=resolved[0][1].train.device))
     return result
 
 

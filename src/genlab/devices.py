@@ -61,7 +61,9 @@ def resolve_device(spec: str | torch.device | None = "auto", key: str = "device"
     >>> resolve_device("cpu")
     device(type='cpu')
     """
-    if isinstance(spec, torch.device):
+    if isinstance(spec, torch.device):  # taken as it is; "cuda" gets the current index
+        if spec.type == "cuda" and spec.index is None:
+            return torch.device("cuda", torch.cuda.current_device())
         return spec
     text = "auto" if spec is None else str(spec).strip().lower()
     if text == "auto":

@@ -256,8 +256,11 @@ def compare_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def compare_figure(result: dict[str, Any], out: Path, n: int = 1000) -> Path:
-    """compare.png in ``out``: the data, then samples of every config's first finished run."""
+def compare_figure(
+    result: dict[str, Any], out: Path, n: int = 1000, device: str | torch.device = "auto"
+) -> Path:
+    """compare.png in ``out``: the data, then samples of every config's first finished run
+    (drawn on ``device``)."""
     from genlab.evaluation import _reference
     from genlab.viz.compare import plot_comparison
 
@@ -267,7 +270,7 @@ def compare_figure(result: dict[str, Any], out: Path, n: int = 1000) -> Path:
         done = [r for r in row["seeds"] if "failed" not in r]
         if not done:
             continue
-        run = load_run(out / "runs" / row["name"] / f"seed{done[0]['seed']}")
+        run = load_run(out / "runs" / row["name"] / f"seed{done[0]['seed']}", device=device)
         k = 36 if isinstance(run.dataset, ImageDataset) else n
         samples[row["name"]] = generate(run, k).x
         metric, value = next(iter(done[0]["metrics"].items()))

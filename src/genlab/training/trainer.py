@@ -216,8 +216,8 @@ class Trainer:
         self.skipped = 0  # steps skipped for a non-finite loss or gradient (train.nonfinite=skip)
         self.step = 0
         self.best: float = math.inf  # best evaluation score so far
-        mode = compile_mode(cfg.compile)
-        self.compiled = compile_networks(model, mode) if mode is not None else []
+        self.compile_mode = compile_mode(cfg.compile)
+        self.compiled = compile_networks(model, self.compile_mode) if self.compile_mode is not None else []
 
     def _noise_seed(self, step: int = 0) -> int:
         """Seed of this rank's training-noise stream (``step`` > 0: the stream reseeded on
@@ -408,6 +408,8 @@ class Trainer:
         lr = self.cfg.lr
         for optimizer in self.optimizers.values():
             lr = _set_lr(optimizer, self.step, self.cfg)
+        if self.compile_mode is not None and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead): a new step
         model: Any = self.model
         if not self.adversarial:
             out = self._call("loss", self._batch())
@@ -473,7 +475,10 @@ class Trainer:
         t0 = time.perf_counter()
         was_training = self.model.training
         ema = self.ema is not None and self.evaluate_ema
-        with self.ema.swapped() if ema and self.ema is not None else nullcontext():
+        # sampling runs the networks eagerly: compiled for training, a CUDA graph
+        # (reduce-overhead) would overwrite the outputs a multi-stage solver keeps
+        eager = torch.compiler.set_stance("force_eager") if self.compile_mode else nullcontext()
+        with self.ema.swapped() if ema and self.ema is not None else nullcontext(), eager:
             score = float(self.evaluator(self.model))
             improved = math.isfinite(score) and score < self.best
             if improved:
@@ -598,8 +603,17 @@ def _optim_meta_key(name: str) -> str:
 
 
 def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The scalar entries of a loss dict as floats (the loss and its diagnostics)."""
-    return {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+    """The scalar entries of a loss dict as floats (the loss and its diagnostics), read from
+    the device in one transfer."""
+    by_dtype: dict[torch.dtype, list[str]] = {}
+    for k, v in out.items():
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            by_dtype.setdefault(v.dtype, []).append(k)
+    values: dict[str, float] = {}
+    for keys in by_dtype.values():  # one transfer per dtype, each value exactly as computed
+        read = torch.stack([out[k].detach().reshape(()) for k in keys]).tolist()
+        values.update({k: float(v) for k, v in zip(keys, read, strict=True)})
+    return {k: values[k] for k in out if k in values}
 
 
 def has_best(run_dir: str | Path) -> bool:
