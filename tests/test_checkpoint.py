@@ -11,11 +11,10 @@ import pytest
 import torch
 
 import genlab
+from genlab._atomic import atomic_write_json, atomic_write_text
 from genlab.training import (
     FORMAT_VERSION,
     Checkpoint,
-    atomic_write_json,
-    atomic_write_text,
     list_checkpoints,
     load_checkpoint,
     optimizer_state_from_tensors,

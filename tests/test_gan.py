@@ -25,16 +25,13 @@ from genlab.models.gan_losses import (
     wgan_g_loss,
 )
 from genlab.networks.gan import (
-    AdaIN,
     ConvDiscriminator,
     ConvGenerator,
     MLPDiscriminator,
     MLPGenerator,
-    PatchDiscriminator,
-    StyleGenerator,
-    UNetGenerator,
-    adain,
 )
+from genlab.networks.pix2pix import PatchDiscriminator, UNetGenerator
+from genlab.networks.style import AdaIN, StyleGenerator, adain
 
 D64 = torch.float64
 

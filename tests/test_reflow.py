@@ -10,7 +10,8 @@ from torch import nn
 from genlab.metrics.straightness import path_energy, straightness
 from genlab.models import FlowMatching
 from genlab.paths import GaussianMarginal, GaussianPath
-from genlab.paths.reflow import ReflowPairs, generate_pairs
+from genlab.paths.reflow import ReflowPairs
+from genlab.samplers.reflow import generate_pairs
 from genlab.solvers import integrate
 
 DT = torch.float64

@@ -6,6 +6,7 @@ would be accepted, so a typo in a config never surfaces as a stack trace from in
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -100,6 +101,17 @@ def check_callable(f: Any, name: str) -> Callable[..., Any]:
     if not callable(f):
         raise ValueError(f"{name} must be callable as {name}(t, x), got {type(f).__name__}")
     return f  # type: ignore[no-any-return]
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Require a positive integer (Python or numpy; not a bool); returns it as an int.
+
+    >>> check_positive_int(3, "steps")
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
 
 
 def check_positive(value: float, name: str) -> float:

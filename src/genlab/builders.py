@@ -258,13 +258,8 @@ def _vqvae(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Modu
 
 
 def _gan(cfg: Config, make_net: NetFactory, shape: tuple[int, ...], num_classes: int | None) -> nn.Module:
-    from genlab.networks.gan import (
-        ConvDiscriminator,
-        ConvGenerator,
-        MLPDiscriminator,
-        MLPGenerator,
-        StyleGenerator,
-    )
+    from genlab.networks.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
+    from genlab.networks.style import StyleGenerator
 
     net, g = cfg.model.net, cfg.model.gan
     kind = _net_kind(cfg, shape, ("conv", "style"))

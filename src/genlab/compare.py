@@ -30,11 +30,11 @@ from typing import Any
 import torch
 
 from genlab import evaluation, runs
+from genlab._atomic import atomic_write_json, atomic_write_text
 from genlab.budget import Budget, budget_overrides, parse_budget, pilot_rate
 from genlab.builders import IMAGE_SETS
 from genlab.config import Config, ConfigError
 from genlab.reporting import compare_figure, compare_table
-from genlab.training.atomic import atomic_write_json, atomic_write_text
 from genlab.training.checkpoint import list_checkpoints
 
 #: metrics ``compare`` can put in its table (each only where it is defined for a config)

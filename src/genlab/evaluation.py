@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from genlab._atomic import atomic_write_json
 from genlab.builders import IMAGE_LEVELS, build_dataset
 from genlab.conditioning import run_conditioning
 from genlab.config import Config, ConfigError
 from genlab.data.images import ImageDataset
 from genlab.devices import device_of, make_generator
 from genlab.runs import Run, generate, load_run
-from genlab.training.atomic import atomic_write_json
 
 #: seeds of the reference, labels and samples that choose the best checkpoint (evaluate uses others)
 SELECTION_SEED = 1_000_003

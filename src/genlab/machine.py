@@ -56,7 +56,7 @@ def git_state() -> dict[str, Any]:
 
 def machine(threads: int | None, dists: Iterable[str]) -> dict[str, Any]:
     """Hardware, threads, versions, commit and load: the context of every number."""
-    from genlab import __version__
+    from genlab._version import __version__
 
     return {
         "genlab": __version__,

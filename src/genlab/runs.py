@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import yaml
 
+from genlab._atomic import atomic_write_text
 from genlab.builders import build_dataset, build_model, data_shape, training_sampler
 from genlab.conditioning import Conditioning, run_conditioning
 from genlab.config import Config, ConfigError, SampleConfig, build_config, load_config
 from genlab.data.images import ImageDataset
 from genlab.devices import DeviceError, make_generator, resolve_device
 from genlab.models.base import Solution
-from genlab.training.atomic import atomic_write_text
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint
 from genlab.training.distributed import barrier, init_distributed
 from genlab.training.ema import EMA
@@ -356,7 +356,7 @@ def reflow(
     flow-matching run ``teacher_dir`` (RK4, ``steps`` steps, EMA weights), save them as
     ``out/pairs.npz`` and train a copy of the teacher on those fixed pairs, on ``device``
     (None: the ``train.device`` of the overrides, else ``auto``)."""
-    from genlab.paths import generate_pairs
+    from genlab.samplers import generate_pairs
 
     if device is None:
         device = build_config({}, [o for o in overrides if o.startswith("train.device=")]).train.device

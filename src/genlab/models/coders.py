@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from genlab._validate import check_positive_int
+
 __all__ = [
     "IMAGE_SIZES",
     "ConvDecoder",
@@ -23,12 +25,6 @@ __all__ = [
     "check_data_shape",
     "check_image_shape",
 ]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------------------
@@ -54,7 +50,7 @@ def check_data_shape(data_shape: object, name: str = "data_shape") -> tuple[int,
             f"({len(shape)} dims); flatten other data to (D,)"
         )
     for d in shape:
-        _positive_int(d, f"every entry of {name}")
+        check_positive_int(d, f"every entry of {name}")
     return shape
 
 
@@ -80,9 +76,9 @@ class MLPCoder(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 128) -> None:
         super().__init__()
-        _positive_int(in_dim, "in_dim")
-        _positive_int(out_dim, "out_dim")
-        _positive_int(hidden, "hidden")
+        check_positive_int(in_dim, "in_dim")
+        check_positive_int(out_dim, "out_dim")
+        check_positive_int(hidden, "hidden")
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden),
             nn.SiLU(),
@@ -109,8 +105,8 @@ class ConvEncoder(nn.Module):
     def __init__(self, data_shape: Sequence[int], out_dim: int, hidden: int = 32) -> None:
         super().__init__()
         c, h, _ = check_image_shape(tuple(data_shape))
-        _positive_int(out_dim, "out_dim")
-        _positive_int(hidden, "hidden")
+        check_positive_int(out_dim, "out_dim")
+        check_positive_int(hidden, "hidden")
         layers: list[nn.Module] = [nn.Conv2d(c, hidden, 3, padding=1), nn.SiLU()]
         ch = hidden
         for _ in range(_levels(h)):
@@ -132,8 +128,8 @@ class ConvDecoder(nn.Module):
     def __init__(self, in_dim: int, data_shape: Sequence[int], hidden: int = 32) -> None:
         super().__init__()
         c, h, _ = check_image_shape(tuple(data_shape))
-        _positive_int(in_dim, "in_dim")
-        _positive_int(hidden, "hidden")
+        check_positive_int(in_dim, "in_dim")
+        check_positive_int(hidden, "hidden")
         levels = _levels(h)
         ch = hidden * 2**levels
         self.bottom_channels = ch
@@ -166,9 +162,9 @@ class GridEncoder(nn.Module):
 
     def __init__(self, channels: int, code_dim: int, hidden: int = 32, downsample: int = 2) -> None:
         super().__init__()
-        _positive_int(channels, "channels")
-        _positive_int(code_dim, "code_dim")
-        _positive_int(hidden, "hidden")
+        check_positive_int(channels, "channels")
+        check_positive_int(code_dim, "code_dim")
+        check_positive_int(hidden, "hidden")
         layers: list[nn.Module] = [nn.Conv2d(channels, hidden, 3, padding=1), nn.SiLU()]
         for _ in range(_check_factor(downsample).bit_length() - 1):
             layers += [nn.Conv2d(hidden, hidden, 4, stride=2, padding=1), nn.SiLU()]
@@ -184,9 +180,9 @@ class GridDecoder(nn.Module):
 
     def __init__(self, channels: int, code_dim: int, hidden: int = 32, downsample: int = 2) -> None:
         super().__init__()
-        _positive_int(channels, "channels")
-        _positive_int(code_dim, "code_dim")
-        _positive_int(hidden, "hidden")
+        check_positive_int(channels, "channels")
+        check_positive_int(code_dim, "code_dim")
+        check_positive_int(hidden, "hidden")
         layers: list[nn.Module] = [nn.Conv2d(code_dim, hidden, 3, padding=1), nn.SiLU()]
         for _ in range(_check_factor(downsample).bit_length() - 1):
             layers += [nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1), nn.SiLU()]

@@ -44,13 +44,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from genlab._validate import check_finite, check_tensor
+from genlab._validate import check_finite, check_positive_int, check_tensor
 from genlab.data.domains import ImageTransform, as_transform
 from genlab.models.adversarial import AdversarialModel
 from genlab.models.base import Batch, split_batch
-from genlab.models.coders import _positive_int, check_data_shape, check_image_shape
+from genlab.models.coders import check_data_shape, check_image_shape
 from genlab.models.gan_losses import make_gan_loss
-from genlab.networks.gan import ConvDiscriminator, MLPDiscriminator, PatchDiscriminator, UNetGenerator, _mlp
+from genlab.networks.gan import ConvDiscriminator, MLPDiscriminator, _mlp
+from genlab.networks.pix2pix import PatchDiscriminator, UNetGenerator
 from genlab.paths.corruptions import Corruption, DataCoupling, make_corruption
 
 __all__ = ["TRANSLATION_LOSSES", "CycleGAN", "Pix2Pix", "ResidualMLP"]
@@ -141,7 +142,7 @@ class ResidualMLP(nn.Module):
     def __init__(self, dim: int, width: int = 64, depth: int = 2) -> None:
         super().__init__()
         for value, name in ((dim, "dim"), (width, "width"), (depth, "depth")):
-            _positive_int(value, f"ResidualMLP.{name}")
+            check_positive_int(value, f"ResidualMLP.{name}")
         self.dim = dim
         self.net = _mlp(dim, width, depth, dim, nn.SiLU)
 
@@ -210,8 +211,8 @@ class Pix2Pix(AdversarialModel):
         self.loss_name = loss
         self._d_loss_fn, self._g_loss_fn = _make_loss(loss, loss_args)
         self.l1_weight = _weight(l1_weight, "l1_weight")
-        _positive_int(hidden, "hidden")
-        _positive_int(depth, "depth")
+        check_positive_int(hidden, "hidden")
+        check_positive_int(depth, "depth")
         c = shape[0]
         self.g_net = (
             UNetGenerator(c, c, base=hidden, depth=depth)
@@ -354,8 +355,8 @@ class CycleGAN(AdversarialModel):
         self.loss_name = loss
         self._d_loss_fn, self._g_loss_fn = _make_loss(loss, loss_args)
         self.cycle_weight = _weight(cycle_weight, "cycle_weight")
-        hidden = (16 if image else 64) if hidden is None else _positive_int(hidden, "hidden")
-        depth = 2 if depth is None else _positive_int(depth, "depth")
+        hidden = (16 if image else 64) if hidden is None else check_positive_int(hidden, "hidden")
+        depth = 2 if depth is None else check_positive_int(depth, "depth")
         if transform is not None and not image:
             raise ValueError(f"transform applies to image domains; data_shape is {shape!r}")
         self.coupling: ImageTransform | None = None if transform is None else as_transform(transform)

@@ -33,14 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_finite, check_tensor, choose
+from genlab._validate import check_finite, check_positive_int, check_tensor, choose
 from genlab.models.base import Batch, split_batch
 from genlab.models.coders import (
     IMAGE_SIZES,
     ConvDecoder,
     ConvEncoder,
     MLPCoder,
-    _positive_int,
     check_data_shape,
     check_image_shape,
 )
@@ -116,15 +115,15 @@ class VAE(LatentModel):
         iwae_k: int = 64,
     ) -> None:
         super().__init__()
-        self.iwae_k = _positive_int(iwae_k, "iwae_k")
+        self.iwae_k = check_positive_int(iwae_k, "iwae_k")
         self.data_shape = check_data_shape(data_shape)
         image = len(self.data_shape) == 3
         if latent_dim is None:
             latent_dim = 16 if image else 2
-        self.latent_dim = _positive_int(latent_dim, "latent_dim")
+        self.latent_dim = check_positive_int(latent_dim, "latent_dim")
         if hidden is None:
             hidden = 32 if image else 128
-        _positive_int(hidden, "hidden")
+        check_positive_int(hidden, "hidden")
         choose("likelihood", likelihood, LIKELIHOODS)
         self.likelihood = likelihood
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0 or math.isinf(beta):
@@ -267,7 +266,7 @@ class VAE(LatentModel):
         self, x: torch.Tensor, generator: torch.Generator | None = None, k: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(E_q[log p(x | z)] estimated with k draws, analytic KL), each (B,)."""
-        k = _positive_int(k, "k")
+        k = check_positive_int(k, "k")
         mu, logvar = self.encode(x)
         z = self._draw(mu, logvar, k, generator)  # (k, B, L)
         recon = self._log_lik_many(x, z).mean(0)  # (B,)
@@ -286,8 +285,8 @@ class VAE(LatentModel):
         Its expectation is the IWAE bound, non-decreasing in k and <= log p(x); k = 1 gives
         an unbiased estimate of the ELBO. The k draws are decoded ``chunk`` at a time.
         """
-        k = _positive_int(k, "k")
-        chunk = _positive_int(chunk, "chunk")
+        k = check_positive_int(k, "k")
+        chunk = check_positive_int(chunk, "chunk")
         mu, logvar = self.encode(x)
         log_w = []
         for start in range(0, k, chunk):
@@ -338,7 +337,7 @@ class VAE(LatentModel):
         """n decoder means E[x | z] at z ~ N(0, I). -> (n, *data_shape).
 
         ``model.sample(n, generator=g)`` wraps this with the other families' interface."""
-        n = _positive_int(n, "n")
+        n = check_positive_int(n, "n")
         p = self._param()
         z = torch.randn((n, self.latent_dim), generator=generator, dtype=p.dtype, device=p.device)
         return self.decoder_mean(z)

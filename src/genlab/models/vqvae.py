@@ -32,14 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_finite, check_tensor, has_values
+from genlab._validate import check_finite, check_positive_int, check_tensor, has_values
 from genlab.devices import generator_device
 from genlab.models.base import Batch, split_batch
 from genlab.models.coders import (
     GridDecoder,
     GridEncoder,
     _check_factor,
-    _positive_int,
     check_data_shape,
     check_image_shape,
 )
@@ -58,8 +57,8 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, num_codes: int, code_dim: int) -> None:
         super().__init__()
-        self.num_codes = _positive_int(num_codes, "num_codes")
-        self.code_dim = _positive_int(code_dim, "code_dim")
+        self.num_codes = check_positive_int(num_codes, "num_codes")
+        self.code_dim = check_positive_int(code_dim, "code_dim")
         self.codebook = nn.Parameter(
             torch.empty(num_codes, code_dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
         )
@@ -175,7 +174,7 @@ class VQVAE(LatentModel):
             raise ValueError(f"codebook_lr_scale must be a positive number, got {codebook_lr_scale!r}")
         self.codebook_lr_scale = float(codebook_lr_scale)
         self.data_shape = check_image_shape(check_data_shape(data_shape))
-        _positive_int(hidden, "hidden")
+        check_positive_int(hidden, "hidden")
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0 or math.isinf(beta):
             raise ValueError(f"beta must be a finite number >= 0 (commitment weight), got {beta!r}")
         self.beta = float(beta)
@@ -266,7 +265,7 @@ class VQVAE(LatentModel):
         (Laplace smoothing) and stores log-probabilities of shape (h*w, K), which it returns.
         """
         self._check_x(x)
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(batch_size, "batch_size")
         counts = torch.ones(self.grid_size**2, self.num_codes, dtype=torch.float64, device=x.device)
         for start in range(0, x.shape[0], batch_size):
             idx = self.encode(x[start : start + batch_size]).flatten(1)  # (b, h*w)
@@ -279,7 +278,7 @@ class VQVAE(LatentModel):
     @torch.no_grad()
     def sample_indices(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n code grids, every position drawn independently from the fitted prior. -> (n, h, w)."""
-        n = _positive_int(n, "n")
+        n = check_positive_int(n, "n")
         if self.prior_fitted.device.type != "meta" and not bool(self.prior_fitted):  # meta: no value to read
             raise ValueError("the code prior is not fitted; call model.fit_prior(x) on training images first")
         probs = self.prior_log_probs.double().exp()  # (h*w, K)

@@ -23,17 +23,14 @@ from genlab.networks.embeddings import (
     SinusoidalTimeEmbedding,
 )
 from genlab.networks.gan import (
-    AdaIN,
     ConvDiscriminator,
     ConvGenerator,
     MLPDiscriminator,
     MLPGenerator,
-    PatchDiscriminator,
-    StyleGenerator,
-    UNetGenerator,
-    adain,
 )
 from genlab.networks.mlp import ACTIVATIONS, MLPConfig, TimeMLP
+from genlab.networks.pix2pix import PatchDiscriminator, UNetGenerator
+from genlab.networks.style import AdaIN, StyleGenerator, adain
 from genlab.networks.unet import UNet, UNetConfig
 
 __all__ = [

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from genlab._validate import check_tensor, has_values
+from genlab._validate import check_positive_int, check_tensor, has_values
 
 __all__ = [
     "TIME_EMBEDDINGS",
@@ -33,12 +33,6 @@ __all__ = [
     "FourierTimeEmbedding",
     "SinusoidalTimeEmbedding",
 ]
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    """Require a positive int (not a bool); shared by the network configs."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_even_dim(dim: int, name: str) -> int:
@@ -176,7 +170,7 @@ class ClassEmbedding(nn.Module):
 
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
-        _check_positive_int(num_classes, "num_classes")
+        check_positive_int(num_classes, "num_classes")
         self.num_classes = num_classes
         self.null_index = num_classes  # the last row of the table is the "no label" token
         self.table = nn.Embedding(num_classes + 1, dim)

@@ -10,7 +10,7 @@ maps samples to logits (or critic values). Class labels ``y`` are (B,) long in
   tanh) and :class:`ConvDiscriminator` (strided convs, LeakyReLU 0.2, no normalisation, so it
   can serve as a WGAN-GP critic; class conditioning by projection, Miyato & Koyama, 2018).
 - the style-based generator is in :mod:`genlab.networks.style`, the pix2pix U-Net and
-  PatchGAN discriminator in :mod:`genlab.networks.pix2pix`; both are re-exported here.
+  PatchGAN discriminator in :mod:`genlab.networks.pix2pix` (all of them: ``genlab.networks``).
 """
 
 from __future__ import annotations
@@ -21,20 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_class_labels, check_tensor
-from genlab.networks.embeddings import _check_positive_int
+from genlab._validate import check_class_labels, check_positive_int, check_tensor
 
 __all__ = [
     "IMAGE_SIZES",
-    "AdaIN",
     "ConvDiscriminator",
     "ConvGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
-    "PatchDiscriminator",
-    "StyleGenerator",
-    "UNetGenerator",
-    "adain",
 ]
 
 IMAGE_SIZES: tuple[int, ...] = (8, 16, 32)
@@ -54,7 +48,7 @@ def _check_image_size(image_size: object, name: str = "image_size") -> int:
 
 def _check_num_classes(num_classes: object, name: str) -> int | None:
     if num_classes is not None:
-        _check_positive_int(num_classes, name)
+        check_positive_int(num_classes, name)
     return num_classes  # type: ignore[return-value]
 
 
@@ -87,7 +81,7 @@ def _label_embedding(num_classes: int | None, embed_dim: int, owner: str) -> tup
     unconditional one) and the number of input features it adds."""
     if num_classes is None:
         return None, 0
-    _check_positive_int(embed_dim, f"{owner}.embed_dim")
+    check_positive_int(embed_dim, f"{owner}.embed_dim")
     return nn.Embedding(num_classes, embed_dim), embed_dim
 
 
@@ -139,7 +133,7 @@ class MLPGenerator(nn.Module):
             (width, "width"),
             (depth, "depth"),
         ):
-            _check_positive_int(value, f"MLPGenerator.{name}")
+            check_positive_int(value, f"MLPGenerator.{name}")
         self.latent_dim, self.out_dim = latent_dim, out_dim
         self.num_classes = _check_num_classes(num_classes, "MLPGenerator.num_classes")
         self.label_embed, extra = _label_embedding(self.num_classes, embed_dim, "MLPGenerator")
@@ -172,7 +166,7 @@ class MLPDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         for value, name in ((in_dim, "in_dim"), (width, "width"), (depth, "depth")):
-            _check_positive_int(value, f"MLPDiscriminator.{name}")
+            check_positive_int(value, f"MLPDiscriminator.{name}")
         self.in_dim = in_dim
         self.num_classes = _check_num_classes(num_classes, "MLPDiscriminator.num_classes")
         self.label_embed, extra = _label_embedding(self.num_classes, embed_dim, "MLPDiscriminator")
@@ -209,7 +203,7 @@ class ConvGenerator(nn.Module):
     ) -> None:
         super().__init__()
         for value, name in ((latent_dim, "latent_dim"), (channels, "channels"), (base, "base")):
-            _check_positive_int(value, f"ConvGenerator.{name}")
+            check_positive_int(value, f"ConvGenerator.{name}")
         self.image_size = _check_image_size(image_size, "ConvGenerator.image_size")
         self.latent_dim, self.channels = latent_dim, channels
         self.num_classes = _check_num_classes(num_classes, "ConvGenerator.num_classes")
@@ -262,7 +256,7 @@ class ConvDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         for value, name in ((channels, "channels"), (base, "base")):
-            _check_positive_int(value, f"ConvDiscriminator.{name}")
+            check_positive_int(value, f"ConvDiscriminator.{name}")
         self.image_size = _check_image_size(image_size, "ConvDiscriminator.image_size")
         self.channels = channels
         self.num_classes = _check_num_classes(num_classes, "ConvDiscriminator.num_classes")
@@ -293,8 +287,3 @@ class ConvDiscriminator(nn.Module):
         if self.label_embed is not None and y is not None:
             out = out + (self.label_embed(y.long()).to(h) * h).sum(dim=1)
         return out  # (B,)
-
-
-# re-exported so that ``genlab.networks.gan`` keeps offering every GAN network
-from genlab.networks.pix2pix import PatchDiscriminator, UNetGenerator  # noqa: E402
-from genlab.networks.style import AdaIN, StyleGenerator, adain  # noqa: E402

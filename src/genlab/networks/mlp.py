@@ -22,11 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genlab._validate import check_batch_time, check_tensor, choose
+from genlab._validate import check_batch_time, check_positive_int, check_tensor, choose
 from genlab.networks.embeddings import (
     TIME_EMBEDDINGS,
     ClassEmbedding,
-    _check_positive_int,
     _class_conditioning,
 )
 
@@ -59,18 +58,18 @@ class MLPConfig:
     num_classes: int | None = None
 
     def __post_init__(self) -> None:
-        _check_positive_int(self.dim, "MLPConfig.dim")
-        _check_positive_int(self.width, "MLPConfig.width")
-        _check_positive_int(self.depth, "MLPConfig.depth")
+        check_positive_int(self.dim, "MLPConfig.dim")
+        check_positive_int(self.width, "MLPConfig.width")
+        check_positive_int(self.depth, "MLPConfig.depth")
         choose("activation", self.activation, ACTIVATIONS)
         choose("time embedding", self.time_embedding, TIME_EMBEDDINGS)
-        _check_positive_int(self.time_dim, "MLPConfig.time_dim")
+        check_positive_int(self.time_dim, "MLPConfig.time_dim")
         if self.time_dim % 2:
             raise ValueError(f"MLPConfig.time_dim must be even, got {self.time_dim}")
         if self.out_dim is not None:
-            _check_positive_int(self.out_dim, "MLPConfig.out_dim")
+            check_positive_int(self.out_dim, "MLPConfig.out_dim")
         if self.num_classes is not None:
-            _check_positive_int(self.num_classes, "MLPConfig.num_classes")
+            check_positive_int(self.num_classes, "MLPConfig.num_classes")
 
     @property
     def output_dim(self) -> int:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genlab._validate import check_tensor
-from genlab.networks.embeddings import _check_positive_int
+from genlab._validate import check_positive_int, check_tensor
 
 __all__ = ["PatchDiscriminator", "UNetGenerator"]
 
@@ -36,7 +35,7 @@ class UNetGenerator(nn.Module):
             (base, "base"),
             (depth, "depth"),
         ):
-            _check_positive_int(value, f"UNetGenerator.{name}")
+            check_positive_int(value, f"UNetGenerator.{name}")
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
         self.stem = nn.Sequential(nn.Conv2d(in_channels, base, 3, padding=1), nn.LeakyReLU(0.2))
         self.down = nn.ModuleList()
@@ -100,7 +99,7 @@ class PatchDiscriminator(nn.Module):
             (base, "base"),
             (n_layers, "n_layers"),
         ):
-            _check_positive_int(value, f"PatchDiscriminator.{name}")
+            check_positive_int(value, f"PatchDiscriminator.{name}")
         self.in_channels, self.target_channels, self.n_layers = in_channels, target_channels, n_layers
         layers: list[nn.Module] = []
         ch_in, ch = in_channels + target_channels, base

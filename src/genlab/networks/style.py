@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_positive, check_tensor
-from genlab.networks.embeddings import _check_positive_int
+from genlab._validate import check_positive, check_positive_int, check_tensor
 from genlab.networks.gan import (
     _check_batch,
     _check_image_size,
@@ -56,8 +55,8 @@ class AdaIN(nn.Module):
 
     def __init__(self, channels: int, w_dim: int, eps: float = 1e-5) -> None:
         super().__init__()
-        _check_positive_int(channels, "AdaIN.channels")
-        _check_positive_int(w_dim, "AdaIN.w_dim")
+        check_positive_int(channels, "AdaIN.channels")
+        check_positive_int(w_dim, "AdaIN.w_dim")
         self.eps = check_positive(eps, "AdaIN.eps")
         self.affine = nn.Linear(w_dim, 2 * channels)
 
@@ -131,7 +130,7 @@ class StyleGenerator(nn.Module):
             (mapping_layers, "mapping_layers"),
             (base, "base"),
         ):
-            _check_positive_int(value, f"StyleGenerator.{name}")
+            check_positive_int(value, f"StyleGenerator.{name}")
         self.image_size = _check_image_size(image_size, "StyleGenerator.image_size")
         self.latent_dim, self.channels, self.w_dim = latent_dim, channels, w_dim
         mapping: list[nn.Module] = []

@@ -30,11 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_batch_time, check_tensor, choose
+from genlab._validate import check_batch_time, check_positive_int, check_tensor, choose
 from genlab.networks.embeddings import (
     TIME_EMBEDDINGS,
     ClassEmbedding,
-    _check_positive_int,
     _class_conditioning,
 )
 
@@ -60,18 +59,18 @@ class UNetConfig:
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
         for name in ("in_channels", "image_size", "base_channels", "num_res_blocks", "groups"):
-            _check_positive_int(getattr(self, name), f"UNetConfig.{name}")
+            check_positive_int(getattr(self, name), f"UNetConfig.{name}")
         if not self.channel_mults:
             raise ValueError("UNetConfig.channel_mults must have at least one level, e.g. (1, 2)")
         for m in self.channel_mults:
-            _check_positive_int(m, "every entry of UNetConfig.channel_mults")
-        _check_positive_int(self.time_dim, "UNetConfig.time_dim")
+            check_positive_int(m, "every entry of UNetConfig.channel_mults")
+        check_positive_int(self.time_dim, "UNetConfig.time_dim")
         if self.time_dim % 2:
             raise ValueError(f"UNetConfig.time_dim must be even, got {self.time_dim}")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"UNetConfig.dropout must lie in [0, 1), got {self.dropout!r}")
         if self.num_classes is not None:
-            _check_positive_int(self.num_classes, "UNetConfig.num_classes")
+            check_positive_int(self.num_classes, "UNetConfig.num_classes")
         choose("time embedding", self.time_embedding, TIME_EMBEDDINGS)
         factor = self.downsample_factor
         if self.image_size % factor:

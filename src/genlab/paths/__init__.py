@@ -26,7 +26,7 @@ from genlab.paths.gaussian import (
 )
 from genlab.paths.marginal import EmpiricalMarginal, GaussianMarginal
 from genlab.paths.ot import OTCoupling, SchrodingerBridgeCoupling, assignment, ot_plan
-from genlab.paths.reflow import ReflowPairs, generate_pairs
+from genlab.paths.reflow import ReflowPairs
 from genlab.paths.schedules import (
     SCHEDULES,
     CosineSchedule,
@@ -51,7 +51,6 @@ COUPLINGS: dict[str, type[Coupling]] = {
 
 __all__ = [
     "ReflowPairs",
-    "generate_pairs",
     "CORRUPTIONS",
     "COUPLINGS",
     "DIVISION_GUARD",

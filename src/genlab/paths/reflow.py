@@ -12,7 +12,8 @@ flows sums to at most E ||x_1 - x_0||^2 of the first coupling, so min_{j <= k} S
 speed and its Euler step is exact, so after one or two reflows one or two Euler steps
 sample about as well as a hundred steps on the original flow.
 
-- :func:`generate_pairs` draws x_0 from a model's source and integrates its ODE;
+- :func:`genlab.samplers.reflow.generate_pairs` draws x_0 from a model's source and
+  integrates its ODE (sampling, so it lives with the samplers);
 - :class:`ReflowPairs` holds the fixed pairs as a data set: ``sample(n, generator)``
   returns ``{"x": x_1, "x0": x_0}`` batches that the flow matching loss trains on as given
   pairs; ``save`` / ``load`` keep them in an ``.npz`` file, so a costly generation runs once.
@@ -23,114 +24,24 @@ ODE trajectories before and after reflow.
 
 from __future__ import annotations
 
-import numbers
 import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from genlab._validate import check_finite, check_tensor
+from genlab._validate import check_finite, check_positive_int, check_tensor
 
-if TYPE_CHECKING:  # genlab.models imports genlab.paths: no runtime import here
-    from genlab.models.base import GaussianPathModel
-    from genlab.solvers import ODESolver
-
-__all__ = ["generate_pairs", "ReflowPairs"]
+__all__ = ["ReflowPairs"]
 
 PathLike = str | os.PathLike[str]
 
 #: array names inside a saved ``.npz`` file
 _KEYS = ("x0", "x1")
 _LABEL_KEY = "y"
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def generate_pairs(
-    model: GaussianPathModel,
-    n: int,
-    steps: int = 100,
-    solver: str | ODESolver = "rk4",
-    generator: torch.Generator | None = None,
-    batch_size: int = 4096,
-    y: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw x_0 ~ p_0 and push it through the model's ODE: the reflow coupling (x_0, ODE_1(x_0)).
-
-    The source samples are drawn at once, ``model.source.sample((n, *model.data_shape))``
-    in the model's dtype and on its device, then integrated with ``model.sample(...,
-    x0=chunk, sampler="ode")`` over ``steps`` uniform steps of ``solver`` (to
-    ``model.t_end()``), ``batch_size`` samples at a time. The ODE is deterministic, so the
-    chunking does not change the result (up to the network's own batch-size dependent
-    rounding, if any). A tqdm progress bar is shown when n > batch_size (only on a
-    terminal).
-
-    Args:
-        model: a trained :class:`~genlab.models.base.GaussianPathModel` (e.g. FlowMatching).
-        n: number of pairs.
-        steps: solver steps from t = 0 to t = 1.
-        solver: ODE solver name or instance ("euler", "midpoint", "heun", "rk4", ...).
-        generator: randomness of the source samples x_0.
-        batch_size: samples integrated per call.
-        y: (n,) labels for a class-conditional network; sample i is generated with y[i].
-
-    Returns:
-        (x0, x1), both (n, *model.data_shape), without autograd history.
-    """
-    for attr in ("sample", "source", "data_shape", "parameters"):
-        if not hasattr(model, attr):
-            raise ValueError(
-                f"model must be a GaussianPathModel (e.g. FlowMatching); {type(model).__name__} "
-                f"has no attribute {attr!r}"
-            )
-    n = _positive_int(n, "n")
-    steps = _positive_int(steps, "steps")
-    batch_size = _positive_int(batch_size, "batch_size")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    if y is not None:
-        check_tensor(y, "y")
-        if y.shape != (n,):
-            raise ValueError(f"y must have shape (n,) = ({n},) (one label per pair), got {tuple(y.shape)}")
-    if getattr(model, "starts_from_inputs", False):
-        raise ValueError(
-            "model maps corrupted inputs to data (a data coupling), not source samples to data; "
-            "reflow pairs need a model whose sampling starts from model.source"
-        )
-
-    param = next(model.parameters(), None)
-    dtype = param.dtype if param is not None else torch.float32
-    device = param.device if param is not None else None
-    x0 = model.source.sample((n, *model.data_shape), generator, dtype, device)  # (n, *D)
-
-    from tqdm.auto import tqdm  # a dependency; imported here to keep module import light
-
-    chunks: list[torch.Tensor] = []
-    # disable=None: tqdm shows the bar only on a terminal
-    with tqdm(total=n, desc="reflow pairs", unit="sample", disable=True if n <= batch_size else None) as bar:
-        for start in range(0, n, batch_size):
-            x0_chunk = x0[start : start + batch_size]
-            y_chunk = None if y is None else y[start : start + batch_size]
-            sol = model.sample(
-                x0_chunk.shape[0],
-                solver=solver,
-                grid=steps,
-                generator=generator,
-                y=y_chunk,
-                x0=x0_chunk,
-                sampler="ode",
-            )
-            chunks.append(sol.x.detach())
-            bar.update(x0_chunk.shape[0])
-    return x0.detach(), torch.cat(chunks, dim=0)
 
 
 class ReflowPairs:
@@ -208,7 +119,7 @@ class ReflowPairs:
         Returns:
             ``{"x": (n, *D) x_1, "x0": (n, *D) x_0}`` and ``"y": (n,)`` if labels are held.
         """
-        n = _positive_int(n, "n")
+        n = check_positive_int(n, "n")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
@@ -244,7 +155,7 @@ class ReflowPairs:
             with open(tmp, "wb") as fh:  # a file object: numpy appends no suffix
                 np.savez(fh, **arrays)
 
-        from genlab.training.atomic import atomic_write  # lazy: genlab.training imports models
+        from genlab._atomic import atomic_write
 
         atomic_write(p, write)
         return p

@@ -1,6 +1,5 @@
 """Training infrastructure: checkpoints (safetensors, never unpickled) and TensorBoard logs."""
 
-from genlab.training.atomic import atomic_write_json, atomic_write_text
 from genlab.training.checkpoint import (
     CHECKPOINT_DIRNAME,
     FORMAT_VERSION,
@@ -33,8 +32,6 @@ __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "EventWriter",
-    "atomic_write_json",
-    "atomic_write_text",
     "crc32c",
     "list_checkpoints",
     "load_checkpoint",

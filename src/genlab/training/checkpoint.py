@@ -18,7 +18,7 @@ of which :func:`list_checkpoints` and :func:`load_checkpoint` ignore. The sideca
 records the byte size and the SHA-256 of the tensor file, so a truncated, damaged or edited
 file is refused on load instead of handing NaN or altered weights to the model.
 
-Atomic writes live in :mod:`genlab.training.atomic`; the optimizer state's split into
+Atomic writes live in :mod:`genlab._atomic`; the optimizer state's split into
 tensors and JSON in :mod:`genlab.training.optim_state`.
 """
 
@@ -38,8 +38,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-import genlab
-from genlab.training.atomic import atomic_write, atomic_write_json, fsync_dir
+from genlab._atomic import atomic_write, atomic_write_json, fsync_dir
+from genlab._version import __version__
 
 __all__ = [
     "CHECKPOINT_DIRNAME",
@@ -237,7 +237,7 @@ def save_checkpoint(
         "step": step,
         "format_version": FORMAT_VERSION,
         "torch_version": torch.__version__,
-        "genlab_version": genlab.__version__,
+        "genlab_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "groups": list(tensors),
         "file_bytes": st_path.stat().st_size,
@@ -350,7 +350,7 @@ def _read_sidecar(st_path: Path) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise ValueError(
             f"checkpoint {st_path} has format_version {version} but genlab "
-            f"{genlab.__version__} reads up to {FORMAT_VERSION}; upgrade genlab"
+            f"{__version__} reads up to {FORMAT_VERSION}; upgrade genlab"
         )
     return sidecar
 

@@ -1,5 +1,6 @@
 """One training loop for every model: it calls ``model.loss(batch, generator)``, or, for the
-adversarial families (:class:`~genlab.models.adversarial.AdversarialModel`), alternates
+adversarial families (a model with ``d_loss``, ``g_loss`` and ``player_parameters``, as
+:class:`~genlab.models.adversarial.AdversarialModel` defines them), alternates
 ``n_critic`` discriminator updates with one generator update, each player with its own
 optimiser.
 
@@ -44,12 +45,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from genlab.config import TrainConfig
+from genlab._atomic import atomic_write_text
 from genlab.devices import autocast, make_generator, needs_grad_scaler, resolve_device, set_tf32, to_device
-from genlab.models.adversarial import AdversarialModel
-from genlab.training.atomic import atomic_write_text
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from genlab.training.compile import compile_mode, compile_networks, uncompile
+from genlab.training.config import TrainConfig
 from genlab.training.distributed import (
     RANK_SEED_STRIDE,
     DistContext,
@@ -99,6 +99,14 @@ class TrainResult:
     run_dir: Path
     eval_seconds: float = 0.0  # of this invocation's wall time, spent in ``evaluator`` calls
     device: str = "cpu"  # where the run trained
+
+
+def is_adversarial(model: nn.Module) -> bool:
+    """Whether ``model`` trains by alternating updates: it has ``d_loss``, ``g_loss``,
+    ``player_parameters`` and ``after_d_step`` (the trainer knows models by these methods
+    only, not by their classes)."""
+    names = ("d_loss", "g_loss", "player_parameters", "after_d_step")
+    return all(callable(getattr(model, name, None)) for name in names)
 
 
 def make_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
@@ -179,7 +187,7 @@ class Trainer:
                 f"train.batch_size={cfg.batch_size} must be divisible by the number of processes "
                 f"({self.dist.world_size}); every process trains on an equal shard of the batch"
             )
-        self.adversarial = isinstance(model, AdversarialModel)
+        self.adversarial = is_adversarial(model)
         if not self.adversarial and not hasattr(model, "loss"):
             raise ValueError("model must define loss(batch, generator) -> {'loss': tensor}")
         self.model = model.to(self.device)

@@ -154,12 +154,6 @@ def _images(x: Any, name: str) -> np.ndarray:
     return x01.permute(0, 2, 3, 1).numpy()
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def _subset(n: int, n_show: int) -> np.ndarray:
     """At most ``n_show`` evenly spaced indices into range(n) (deterministic)."""
     if n <= n_show:

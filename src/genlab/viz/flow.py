@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from genlab._validate import check_callable, check_finite, check_tensor
+from genlab._validate import check_callable, check_finite, check_positive_int, check_tensor
 
 if TYPE_CHECKING:
     pass
@@ -35,7 +35,6 @@ from genlab.viz._style import (
     _opaque_legend,
     _panel_inches,
     _points,
-    _positive_int,
     _prepare_out,
     _save,
     _scatter_style,
@@ -69,7 +68,7 @@ def plot_trajectories(
         The path written.
     """
     traj = _trajectory(trajectory)
-    _positive_int(n_show, "n_show")
+    check_positive_int(n_show, "n_show")
     d = _points(data, "data") if data is not None else None
     path = _prepare_out(out_path)
     from matplotlib.collections import LineCollection
@@ -134,9 +133,9 @@ def animate_path(
     if times.dim() != 1 or times.shape[0] != traj.shape[0]:
         raise ValueError(f"times must have shape (T,) = ({traj.shape[0]},), got {tuple(times.shape)}")
     check_finite(times, "times")
-    _positive_int(fps, "fps")
-    _positive_int(n_show, "n_show")
-    _positive_int(max_frames, "max_frames")
+    check_positive_int(fps, "fps")
+    check_positive_int(n_show, "n_show")
+    check_positive_int(max_frames, "max_frames")
     if not (isinstance(hold_seconds, (int, float)) and hold_seconds >= 0):
         raise ValueError(f"hold_seconds must be a number >= 0, got {hold_seconds!r}")
     d = _points(data, "data") if data is not None else None
@@ -250,7 +249,7 @@ def plot_vector_field(
         raise ValueError(f"times must be a sequence of floats in [0, 1], got {times!r}") from err
     if not ts or any(not 0.0 <= t <= 1.0 for t in ts):
         raise ValueError(f"times must be a non-empty sequence of floats in [0, 1], got {times!r}")
-    _positive_int(grid_size, "grid_size")
+    check_positive_int(grid_size, "grid_size")
     if grid_size < 2:
         raise ValueError(f"grid_size must be >= 2, got {grid_size}")
     clouds: list[np.ndarray] | None = None

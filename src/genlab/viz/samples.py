@@ -12,6 +12,7 @@ import torch
 
 if TYPE_CHECKING:
     pass
+from genlab._validate import check_positive_int
 from genlab.viz._style import (
     DATA_COLOR,
     DPI,
@@ -26,7 +27,6 @@ from genlab.viz._style import (
     _opaque_legend,
     _panel_inches,
     _points,
-    _positive_int,
     _prepare_out,
     _save,
     _scatter_style,
@@ -183,7 +183,7 @@ def plot_image_grid(
     """
     imgs = _images(images, "images")
     if nrow is not None:
-        _positive_int(nrow, "nrow")
+        check_positive_int(nrow, "nrow")
     path = _prepare_out(out_path)
     with _style():
         return _write_grids([_tile(imgs, nrow)], [None], title, path)
@@ -210,7 +210,7 @@ def plot_samples_vs_data_images(
     Returns:
         The path written.
     """
-    _positive_int(n_show, "n_show")
+    check_positive_int(n_show, "n_show")
     s, d = _images(samples, "samples"), _images(data, "data")
     if s.shape[1:] != d.shape[1:]:
         raise ValueError(
