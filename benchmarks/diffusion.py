@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from genlab import __version__, runs
+from genlab.app.train import train
 from genlab.metrics import compute_metrics
 
 # (sampler, solver, NFE list); steps are derived from the NFE per step of each sampler
@@ -44,7 +45,7 @@ EVALS_PER_STEP = {"em": 1, "pc": 2, "ddim": 1, "dpm": 1, "euler": 1, "heun": 2}
 def train_run(config: str, overrides: list[str], out: Path) -> tuple[runs.Run, float]:
     cfg = runs.resolve_config(config, overrides)
     t0 = time.perf_counter()
-    runs.train(cfg, out, overwrite=True, progress=False)
+    train(cfg, out, overwrite=True, progress=False)
     return runs.load_run(out), time.perf_counter() - t0
 
 

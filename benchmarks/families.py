@@ -2,7 +2,7 @@
 
 Every family is trained from its packaged config for the **same wall-clock training seconds**
 (``--budget-2d``, default 40 s; ``--budget-digits``, default 90 s) on ``--threads`` CPU threads
-(default 1), then scored by ``genlab.evaluation.evaluate`` -- the code behind ``genlab eval`` -- next
+(default 1), then scored by ``genlab.app.evaluation.evaluate`` -- the code behind ``genlab eval`` -- next
 to the data-vs-data floor it returns:
 
 - 2D (moons, 8gaussians): flow matching (``moons``), VAE (``moons_vae``), non-saturating GAN
@@ -53,8 +53,9 @@ import torch  # noqa: E402
 from _env import machine  # noqa: E402
 
 from genlab import __version__, evaluation, runs  # noqa: E402
-from genlab.budget import budget_overrides, pilot_rate  # noqa: E402
-from genlab.compare import mean_std  # noqa: E402
+from genlab.app.budget import budget_overrides, pilot_rate  # noqa: E402
+from genlab.app.compare import mean_std  # noqa: E402
+from genlab.app.train import train  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def run_family(
         run_dir = Path(args.work) / dataset / family.config / f"seed{seed}"
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
-        res = runs.train(cfg, run_dir, overwrite=True, progress=False)
+        res = train(cfg, run_dir, overwrite=True, progress=False)
         wall = time.perf_counter() - t0
         in_train_eval = res.eval_seconds
         rec: dict[str, Any] = {

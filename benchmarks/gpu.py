@@ -49,10 +49,11 @@ if importlib.util.find_spec("genlab") is None:  # a bare GPU machine: use the ch
 import torch  # noqa: E402
 from _env import machine  # noqa: E402
 
-from genlab import evaluation, runs  # noqa: E402
-from genlab.builders import build_model  # noqa: E402
-from genlab.compare import metrics_for  # noqa: E402
-from genlab.config import build_config  # noqa: E402
+from genlab.app import evaluation, runs  # noqa: E402
+from genlab.app.builders import build_model  # noqa: E402
+from genlab.app.compare import metrics_for  # noqa: E402
+from genlab.app.config import build_config  # noqa: E402
+from genlab.app.train import train  # noqa: E402
 from genlab.data.images import ImageDataset  # noqa: E402
 from genlab.data.toy2d import make_toy  # noqa: E402
 from genlab.devices import resolve_device  # noqa: E402
@@ -126,7 +127,7 @@ def _family_run(
     try:
         cfg = runs.resolve_config(name, over)
         row["family"] = cfg.model.family
-        res = runs.train(cfg, root / f"{name}_{precision}", progress=False)
+        res = train(cfg, root / f"{name}_{precision}", progress=False)
         row.update(steps_per_s=res.steps_per_s, final_loss=res.final_loss, trained_on=res.device)
         metrics = _metric_names(cfg, have_pot)
         ev = evaluation.evaluate(res.run_dir, n=n, metrics=metrics, device=device)
@@ -173,7 +174,7 @@ def _resume_on_cpu(root: Path, steps: int, n: int, have_pot: bool) -> dict[str, 
         out["trained_on"] = cfg.train.device
         tree = cfg.to_dict()
         tree["train"].update(steps=steps + 10, device="cpu")
-        res = runs.train(build_config(tree), run_dir, resume=True, progress=False)
+        res = train(build_config(tree), run_dir, resume=True, progress=False)
         ev = evaluation.evaluate(run_dir, n=n, metrics=_metric_names(cfg, have_pot), device="cpu")
         out.update(status="ok", step=res.step, resumed_on=res.device, metrics=ev["metrics"])
     except Exception as err:  # noqa: BLE001

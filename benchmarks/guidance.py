@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from genlab import __version__, evaluation, runs
-from genlab.conditioning import run_conditioning
+from genlab.app.conditioning import run_conditioning
+from genlab.app.train import train
 
 SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 
@@ -122,12 +123,12 @@ def main() -> None:
     t0 = time.perf_counter()
     run_dir = Path(args.run) if args.run else work / "digits_cond"
     if not args.run:
-        runs.train(runs.resolve_config("digits_cond", over), run_dir, overwrite=True)
+        train(runs.resolve_config("digits_cond", over), run_dir, overwrite=True)
     table = guidance_table(run_dir, args.steps)
     couplings = []
     if args.couplings:
         for name in ("digits_inpaint", "digits_superres"):
-            runs.train(runs.resolve_config(name, over), work / name, overwrite=True)
+            train(runs.resolve_config(name, over), work / name, overwrite=True)
             couplings.append(coupling_row(work / name, args.steps))
             print(couplings[-1])
     result = {

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from genlab import __version__, evaluation, runs
+from genlab.app.train import train
 from genlab.likelihood import log_prob_ode
 from genlab.networks import MLPConfig, TimeMLP
 from genlab.paths import GaussianSource
@@ -61,7 +62,7 @@ def nll_table(steps: int, cnf_steps: int, n: int, work: Path) -> dict[str, Any]:
         cfg = runs.resolve_config(config, over)
         out = work / label.split(" ")[0].lower().replace(".", "") / str(len(rows))
         t0 = time.perf_counter()
-        runs.train(cfg, out, overwrite=True, progress=False)
+        train(cfg, out, overwrite=True, progress=False)
         train_s = time.perf_counter() - t0
         run = runs.load_run(out)
         ref = run.dataset.sample(n, torch.Generator().manual_seed(99))
@@ -152,7 +153,7 @@ def digits_bpd(steps: int, work: Path) -> list[dict[str, Any]]:
     ]:
         cfg = runs.resolve_config(config, [f"train.steps={steps}", "train.ckpt_every=1000000", *extra])
         out = work / "digits" / label.split(" ")[0].lower()
-        runs.train(cfg, out, overwrite=True, progress=False)
+        train(cfg, out, overwrite=True, progress=False)
         run = runs.load_run(out)
         test = runs.build_dataset(run.cfg.data, split="test").images
         bpd, _, unit = evaluation._nll(run, test)  # noqa: SLF001

@@ -158,8 +158,8 @@ def _iqr(xs: list[float]) -> list[float]:
 
 def param_count(config: str) -> int:
     """Trainable parameters of the packaged config's model: the floats DDP all-reduces per backward."""
-    from genlab import runs
-    from genlab.builders import build_dataset, build_model, data_shape
+    from genlab.app import runs
+    from genlab.app.builders import build_dataset, build_model, data_shape
 
     cfg = runs.resolve_config(config, [])
     dataset = build_dataset(cfg.data)

@@ -57,7 +57,8 @@ import numpy as np
 import torch
 from _env import machine
 
-from genlab import runs
+from genlab.app import runs
+from genlab.app.train import train
 from genlab.metrics import wasserstein2
 from genlab.paths import DDPMSchedule, GaussianPath, Prediction
 from genlab.samplers.ddim import ddim, ddpm_ancestral, ddpm_grid, dpm_solver_pp
@@ -382,7 +383,7 @@ def train_model(steps: int, work: Path) -> tuple[Any, float, dict[str, Any]]:
     over.append(f"train.warmup_steps={min(200, steps // 10)}")
     cfg = runs.resolve_config("moons_ddpm", over)
     t0 = time.perf_counter()
-    runs.train(cfg, work, overwrite=True, progress=False)
+    train(cfg, work, overwrite=True, progress=False)
     train_s = time.perf_counter() - t0
     run = runs.load_run(work)
     return run, train_s, {"config": "moons_ddpm", "overrides": over, "ema": run.ema, "step": run.step}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genlab.cli import main
+from genlab.app.cli import main
 
 
 def error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genlab.config import ConfigError, TrainConfig, build_config
+from genlab.app.config import ConfigError, TrainConfig, build_config
 from genlab.models import GAN, VQVAE
 from genlab.models.adversarial import AdversarialModel
 from genlab.networks.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import error_of
-from genlab.cli import main
+from genlab.app.cli import main
 
 TINY = [
     "train.steps=30",

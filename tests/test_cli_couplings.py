@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import error_of
-from genlab.cli import main
+from genlab.app.cli import main
 
 TINY = [
     "train.steps=20",
@@ -48,7 +48,7 @@ def test_ot_run_evaluates_straightness(ot_run: Path) -> None:
     assert main(["eval", str(ot_run), "--metrics", "w2,straightness", "--n", "100"]) == 0
     result = json.loads((ot_run / "eval.json").read_text())
     # the reported number is the straightness of the run's own ODE paths
-    from genlab import runs
+    from genlab.app import runs
     from genlab.metrics import straightness
 
     sol = runs.generate(runs.load_run(ot_run), 100, return_trajectory=True, sampler="ode")
@@ -73,7 +73,7 @@ def test_reflow_trains_on_teacher_pairs(ot_run: Path, tmp_path: Path) -> None:
     # x1 is the teacher's ODE map of x0 (EMA weights, RK4 with 4 steps)
     import torch
 
-    from genlab import runs
+    from genlab.app import runs
 
     teacher = runs.load_run(ot_run).model
     x0 = torch.as_tensor(pairs["x0"])
@@ -98,7 +98,7 @@ def test_class_conditional_sampling_with_guidance(cond_run: Path, tmp_path: Path
     # acc is the classifier's agreement with the labels the samples were drawn for
     import torch
 
-    from genlab import runs
+    from genlab.app import runs
     from genlab.metrics import get_digits_classifier
 
     run = runs.load_run(cond_run)
@@ -127,8 +127,8 @@ def test_data_coupling_run_shows_inputs_next_to_samples(tmp_path: Path) -> None:
 
 def test_conditional_data_coupling_uses_each_images_own_label(tmp_path: Path) -> None:
     """A class-conditional inpainting run completes every test image under its own class."""
-    from genlab import runs
-    from genlab.conditioning import run_conditioning
+    from genlab.app import runs
+    from genlab.app.conditioning import run_conditioning
     from genlab.data import load_digits
 
     run_dir = _train("digits_inpaint", tmp_path / "ci", "model.net.class_conditional=true", tiny=TINY_UNET)

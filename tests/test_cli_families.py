@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cli_helpers import error_of
-from genlab.cli import main
-from genlab.runs import packaged_configs
+from genlab.app.cli import main
+from genlab.app.runs import packaged_configs
 
 TINY = [
     "train.steps=12",
@@ -89,7 +89,7 @@ def test_vae_reports_the_iwae_nll_and_draws_its_figures(tmp_path: Path, capsys) 
 
 
 def test_vqvae_fits_its_prior_after_training(tmp_path: Path) -> None:
-    from genlab.runs import load_run
+    from genlab.app.runs import load_run
 
     run = load_run(_train("digits_vqvae", tmp_path / "run"))
     assert bool(run.model.prior_fitted)

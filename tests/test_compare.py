@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import error_of
-from genlab import compare
-from genlab.budget import Budget, budget_overrides, parse_budget
-from genlab.cli import main
-from genlab.config import ConfigError
-from genlab.runs import resolve_config
+from genlab.app import compare
+from genlab.app.budget import Budget, budget_overrides, parse_budget
+from genlab.app.cli import main
+from genlab.app.config import ConfigError
+from genlab.app.runs import resolve_config
 
 #: small and quick: every run of these tests trains for a few steps on a few points
 SMALL = ["train.batch_size=64", "eval.n=200", "sample.steps=10"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from genlab.config import Config, ConfigError, build_config, load_config, parse_override
-from genlab.runs import packaged_configs, resolve_config
+from genlab.app.config import Config, ConfigError, build_config, load_config, parse_override
+from genlab.app.runs import packaged_configs, resolve_config
 
 
 def test_defaults_round_trip_through_dict() -> None:

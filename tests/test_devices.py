@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 import torch
 
-from genlab.builders import build_dataset, build_model, data_shape, training_sampler
-from genlab.config import ConfigError
+from genlab.app.builders import build_dataset, build_model, data_shape, training_sampler
+from genlab.app.config import ConfigError
+from genlab.app.runs import resolve_config
 from genlab.devices import DeviceError, autocast, make_generator, resolve_device, to_device
 from genlab.models import GaussianPathModel
 from genlab.models.adversarial import AdversarialModel
 from genlab.paths.ot import OTCoupling
-from genlab.runs import resolve_config
 from genlab.training.ema import EMA
 
 META = torch.device("meta")
@@ -326,7 +326,7 @@ def test_a_missing_device_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_checkpoint_meta_records_the_device(tmp_path: Path) -> None:
-    from genlab.runs import train
+    from genlab.app.train import train
     from genlab.training.checkpoint import load_checkpoint
 
     cfg = resolve_config("moons", [*SMALL, "train.steps=4", "train.device=cpu"])
@@ -342,7 +342,7 @@ def test_resume_on_another_kind_of_device_reseeds_the_noise(
 ) -> None:
     """A run whose noise was drawn on CUDA resumes on the CPU: a CUDA generator's state does
     not fit a CPU one, so the noise stream is reseeded from the step, with one warning."""
-    from genlab.runs import train
+    from genlab.app.train import train
     from genlab.training.checkpoint import list_checkpoints
     from genlab.training.trainer import NOISE_SEED_OFFSET, Trainer
 
@@ -364,7 +364,7 @@ def test_resume_on_another_kind_of_device_reseeds_the_noise(
 def test_device_flag_on_every_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--device cpu on train, sample, eval (with figures), log-prob, reflow and compare (demo:
     tests/test_cli.py); the device is recorded where the run says what it did."""
-    from genlab.cli import main
+    from genlab.app.cli import main
 
     tiny = ["model.net.width=16", "model.net.depth=2", "train.steps=6", "eval.n=64", "sample.steps=3"]
     run = tmp_path / "run"

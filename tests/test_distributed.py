@@ -15,8 +15,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from genlab.builders import build_dataset, build_model, data_shape, training_sampler
-from genlab.runs import resolve_config
+from genlab.app.builders import build_dataset, build_model, data_shape, training_sampler
+from genlab.app.runs import resolve_config
+from genlab.app.train import train
 from genlab.training.checkpoint import load_checkpoint
 from genlab.training.distributed import RANK_SEED_STRIDE, DistContext, shard
 from genlab.training.trainer import NOISE_SEED_OFFSET, warmup_lr
@@ -51,10 +52,10 @@ def _worker(rank: int, world: int, port: int, jobs: list[Job]) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from genlab import runs
+    from genlab.app import runs
 
     for config, overrides, run_dir, resume in jobs:
-        runs.train(runs.resolve_config(config, overrides), run_dir, resume=resume, progress=False)
+        train(runs.resolve_config(config, overrides), run_dir, resume=resume, progress=False)
         # every rank holds the same weights after the last step
         model = runs.load_run(run_dir, use_ema=False, checkpoint="last").model
         flat = torch.cat([p.detach().flatten() for p in model.parameters()])
@@ -140,7 +141,7 @@ def test_gan_trains_and_resumes_bit_exactly_under_ddp(ddp_runs: Path) -> None:
 
 
 def test_resume_with_another_number_of_processes_is_refused(ddp_runs: Path, capsys) -> None:
-    from genlab.cli import main
+    from genlab.app.cli import main
 
     assert main(["train", "moons", *TINY, "train.steps=8", "--out", str(ddp_runs / "fm"), "--resume"]) == 2
     assert "was written by 2 process(es); resume it with the same number (now 1)" in capsys.readouterr().err

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from cli_helpers import error_of
-from genlab.cli import main
+from genlab.app.cli import main
 from genlab.training import checkpoint as ckpt_mod
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint
 
@@ -224,7 +224,7 @@ def save_file(flat, filename, metadata=None):
             fh.truncate(os.path.getsize(filename) // 2)
         os._exit(137)  # the process dies here: no cleanup, no exception handler
 ck.save_file = save_file
-from genlab.cli import main
+from genlab.app.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 

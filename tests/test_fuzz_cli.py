@@ -1,7 +1,7 @@
 """Property-based fuzzing of the ``genlab`` command line.
 
 Random commands, configs, dotted overrides (every real config key, values of every YAML type,
-unknown keys, malformed overrides) and flags are thrown at :func:`genlab.cli.main`. The only
+unknown keys, malformed overrides) and flags are thrown at :func:`genlab.app.cli.main`. The only
 acceptable outcomes are
 
 - success: ``main`` returns 0;
@@ -33,9 +33,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genlab import config as gconfig
-from genlab.cli import main
-from genlab.runs import packaged_configs
+from genlab.app import config as gconfig
+from genlab.app.cli import main
+from genlab.app.runs import packaged_configs
 
 #: GENLAB_FUZZ_EXAMPLES=2000 GENLAB_FUZZ_RANDOM=1 fuzzes longer, with fresh random examples
 FUZZ = settings(
@@ -47,7 +47,7 @@ FUZZ = settings(
 )
 
 # ---------------------------------------------------------------------------------------------
-# the config keys, walked from the dataclasses of genlab.config
+# the config keys, walked from the dataclasses of genlab.app.config
 
 
 def _leaf_keys(cls: type, prefix: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from genlab.app.train import train
 from genlab.models import DDPM, Diffusion, FlowMatching
 from genlab.networks import MLPConfig, TimeMLP
 from genlab.paths import GaussianPath
@@ -139,13 +140,13 @@ def test_class_conditional_digits_samples_have_the_requested_label(tmp_path) -> 
     digits classifier (test accuracy 0.983) recognises the requested class in most samples.
     Chance is 0.1; this configuration measured 0.93 at w = 1 and 0.997 at w = 2 (300
     samples, 10 RK4 steps)."""
-    from genlab import evaluation, runs
+    from genlab.app import evaluation, runs
 
     cfg = runs.resolve_config(
         "digits_cond",
         ["train.steps=400", "train.batch_size=64", "model.net.base_channels=16", "train.ckpt_every=400"],
     )
-    runs.train(cfg, tmp_path / "cond", progress=False)
+    train(cfg, tmp_path / "cond", progress=False)
     plain = evaluation.evaluate(tmp_path / "cond", n=300, metrics=["acc"], steps=10)
     guided = evaluation.evaluate(tmp_path / "cond", n=300, metrics=["acc"], steps=10, guidance=2.0)
     assert plain["metrics"]["acc"]["value"] > 0.7

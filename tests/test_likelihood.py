@@ -295,8 +295,8 @@ def test_chunked_jacrev_matches_loop(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_likelihood_families_train_on_dequantised_images() -> None:
     """RealNVP on digits sees batches off the 17-level grid, within half a bin of it;
     flow matching sees the grid itself."""
-    from genlab.builders import build_dataset, training_sampler
-    from genlab.config import build_config
+    from genlab.app.builders import build_dataset, training_sampler
+    from genlab.app.config import build_config
 
     for family, off_grid in (("realnvp", True), ("flow_matching", False)):
         cfg = build_config({}, ["data.name=digits", f"model.family={family}", "model.net.kind=unet"])

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab.builders import batch_sampler, build_model
-from genlab.config import TrainConfig, build_config
+from genlab.app.builders import batch_sampler, build_model
+from genlab.app.config import TrainConfig, build_config
 from genlab.data import make_toy
 from genlab.training import EMA
 from genlab.training.trainer import Trainer, TrainingError, warmup_lr
@@ -163,7 +163,7 @@ def test_sigterm_checkpoints_at_the_end_of_the_step_and_resumes_exactly(tmp_path
     assert err.strip().splitlines()[-1].startswith("genlab: stopped by SIGTERM")
     (stopped,) = list_checkpoints(run)
     assert 0 < stopped < 4000
-    from genlab.cli import main
+    from genlab.app.cli import main
 
     short = [a for a in args if not a.startswith("train.steps")]
     limit = [*short, f"train.steps={stopped + 5}"]
@@ -178,7 +178,7 @@ def test_a_run_directory_without_room_is_refused_before_training(tmp_path: Path,
     import shutil
     from collections import namedtuple
 
-    from genlab.cli import main
+    from genlab.app.cli import main
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
@@ -191,7 +191,8 @@ def test_a_run_directory_without_room_is_refused_before_training(tmp_path: Path,
 def test_bf16_autocast_trains_close_to_fp32(tmp_path: Path) -> None:
     """train.precision=bf16 runs the losses under bfloat16 autocast: the first loss agrees
     with fp32 to bfloat16's precision (8 bits of mantissa), training goes on, weights stay fp32."""
-    from genlab.runs import resolve_config, train
+    from genlab.app.runs import resolve_config
+    from genlab.app.train import train
     from genlab.training.checkpoint import load_checkpoint
 
     over = ["train.steps=60", "train.batch_size=64", "train.log_every=1", "model.net.width=32"]
@@ -261,7 +262,8 @@ def test_fp16_trains_close_to_fp32(tmp_path: Path) -> None:
 def test_a_failing_compile_falls_back_to_eager(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A CNF trained with the Hutchinson divergence needs a double backward, which
     torch.compile refuses: one warning line, then the same steps as an eager run."""
-    from genlab.runs import resolve_config, train
+    from genlab.app.runs import resolve_config
+    from genlab.app.train import train
 
     over = [
         "train.steps=3",

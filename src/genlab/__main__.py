@@ -1,5 +1,5 @@
 """``python -m genlab`` runs the CLI."""
 
-from genlab.cli import main
+from genlab.app.cli import main
 
 raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The training section of a run's configuration (``train.*``), owned by the trainer.
 
-The app's :class:`~genlab.config.Config` nests it and validates its values with the rest of
+The app's :class:`~genlab.app.config.Config` nests it and validates its values with the rest of
 the configuration; the trainer reads nothing else of the config.
 """
 

@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _positive(value: int | None, flag: str) -> None:
     if value is not None and value < 1:
-        from genlab.config import ConfigError
+        from genlab.app.config import ConfigError
 
         raise ConfigError(f"{flag} must be a positive integer, got {value}")
 
@@ -149,7 +149,7 @@ def _options(args: argparse.Namespace) -> dict[str, float | None]:
 
 def _device(args: argparse.Namespace) -> str:
     """The --device flag, checked here so that a typo is one line (default: auto)."""
-    from genlab.config import ConfigError
+    from genlab.app.config import ConfigError
     from genlab.devices import DeviceError, resolve_device
 
     device = args.device or "auto"
@@ -166,7 +166,8 @@ def _with_device(args: argparse.Namespace, overrides: list[str]) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from genlab import runs
+    from genlab.app import runs
+    from genlab.app.train import train
 
     cfg = runs.resolve_config(args.config, _with_device(args, args.overrides))
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -175,7 +176,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if main_process:
         where = f" ({world} processes)" if world > 1 else ""
         print(f"training into {out}{where}")
-    res = runs.train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    res = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     if main_process:
         print(
             f"done: step {res.step}, loss {res.final_loss:.4f}, {res.steps_per_s:.0f} steps/s; "
@@ -185,7 +186,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from genlab import runs
+    from genlab.app import runs
 
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
@@ -204,7 +205,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from genlab import evaluation, reporting
+    from genlab.app import evaluation, reporting
 
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
@@ -235,7 +236,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_log_prob(args: argparse.Namespace) -> int:
-    from genlab import evaluation
+    from genlab.app import evaluation
 
     _positive(args.steps, "--steps")
     path = evaluation.log_prob_file(
@@ -246,14 +247,15 @@ def _cmd_log_prob(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from genlab import evaluation, reporting, runs
+    from genlab.app import evaluation, reporting, runs
+    from genlab.app.train import train
 
     t0 = time.perf_counter()
     cfg = runs.resolve_config(DEMO_CONFIGS[args.family], _with_device(args, args.overrides))
     out = Path(args.out or ("runs/demo" if args.family == "flow_matching" else f"runs/demo-{args.family}"))
     family = args.family.replace("_", " ")
     print(f"genlab demo: {family} on 2D {cfg.data.name}, {cfg.train.steps} steps -> {out}")
-    res = runs.train(cfg, out, overwrite=True, progress=not args.no_progress)
+    res = train(cfg, out, overwrite=True, progress=not args.no_progress)
     device = res.device
     print(
         f"trained on {device}: loss {res.final_loss:.4f} at step {res.step} ({res.steps_per_s:.0f} steps/s)"
@@ -279,7 +281,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from genlab import compare, reporting
+    from genlab.app import compare, reporting
 
     configs = [c for c in args.configs if "=" not in c]
     overrides = _with_device(args, [c for c in args.configs if "=" in c])
@@ -307,10 +309,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_reflow(args: argparse.Namespace) -> int:
-    from genlab import runs
+    from genlab.app.train import reflow
 
     print(f"reflow: {args.pairs} pairs from {args.run_dir} ({args.steps} RK4 steps) -> {args.out}")
-    res = runs.reflow(
+    res = reflow(
         args.run_dir,
         args.out,
         args.pairs,

@@ -3,7 +3,7 @@
 Every CONFIG (a packaged name or a YAML file) is trained for the same budget on every seed:
 a number of training steps, or a number of wall-clock seconds that a short pilot turns into
 steps (each config's steps/s, measured without evaluation or checkpoints). Each run is then
-scored by :func:`genlab.evaluation.evaluate` -- the code behind ``genlab eval`` -- on the same
+scored by :func:`genlab.app.evaluation.evaluate` -- the code behind ``genlab eval`` -- on the same
 held-out data with the same metrics, and the table reports mean ± std over seeds next to the
 data-vs-data floor, with NFE, training and sampling time.
 
@@ -29,12 +29,13 @@ from typing import Any
 
 import torch
 
-from genlab import evaluation, runs
 from genlab._atomic import atomic_write_json, atomic_write_text
-from genlab.budget import Budget, budget_overrides, parse_budget, pilot_rate
-from genlab.builders import IMAGE_SETS
-from genlab.config import Config, ConfigError
-from genlab.reporting import compare_figure, compare_table
+from genlab.app import evaluation, runs
+from genlab.app.budget import Budget, budget_overrides, parse_budget, pilot_rate
+from genlab.app.builders import IMAGE_SETS
+from genlab.app.config import Config, ConfigError
+from genlab.app.reporting import compare_figure, compare_table
+from genlab.app.train import train
 from genlab.training.checkpoint import list_checkpoints
 
 #: metrics ``compare`` can put in its table (each only where it is defined for a config)
@@ -269,7 +270,7 @@ def run_one(entry: Entry, seed: int, run_dir: Path, n: int, progress: bool) -> d
     cfg = runs.resolve_config(entry.config, [*entry.overrides, f"train.seed={seed}"])
     resume = bool(list_checkpoints(run_dir))
     try:
-        res = runs.train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+        res = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
         if res.step < entry.steps:
             raise ConfigError(f"training stopped at step {res.step} of {entry.steps}")
         t0 = time.perf_counter()
@@ -304,7 +305,7 @@ def run_one(entry: Entry, seed: int, run_dir: Path, n: int, progress: bool) -> d
 
 
 def _commit() -> str | None:
-    from genlab.machine import git_state
+    from genlab.app.machine import git_state
 
     return git_state()["commit"]
 
@@ -432,7 +433,7 @@ def command_line(settings: dict[str, Any], out: Path) -> str:
 
 
 def environment(threads: int | None) -> dict[str, Any]:
-    """What the numbers were measured on (:func:`genlab.machine.machine`)."""
-    from genlab.machine import machine
+    """What the numbers were measured on (:func:`genlab.app.machine.machine`)."""
+    from genlab.app.machine import machine
 
     return machine(threads, ())

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from genlab._atomic import atomic_write_json
-from genlab.builders import IMAGE_LEVELS, build_dataset
-from genlab.conditioning import run_conditioning
-from genlab.config import Config, ConfigError
+from genlab.app.builders import IMAGE_LEVELS, build_dataset
+from genlab.app.conditioning import run_conditioning
+from genlab.app.config import Config, ConfigError
+from genlab.app.runs import Run, generate, load_run
 from genlab.data.images import ImageDataset
 from genlab.devices import device_of, make_generator
-from genlab.runs import Run, generate, load_run
 
 #: seeds of the reference, labels and samples that choose the best checkpoint (evaluate uses others)
 SELECTION_SEED = 1_000_003
@@ -92,7 +92,7 @@ def evaluate(
     classifier's accuracy on the requested labels of a class-conditional run (floor: its test
     accuracy); ``straightness`` that of the ODE paths (0 = straight, constant speed).
     """
-    from genlab.config import RUN_METRICS
+    from genlab.app.config import RUN_METRICS
     from genlab.metrics import SAMPLE_METRICS, compute_metrics
 
     run = load_run(run_dir, checkpoint=checkpoint, device=device)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genlab import runs
-from genlab.config import Config, ConfigError
+from genlab.app import runs
+from genlab.app.config import Config, ConfigError
+from genlab.app.train import train
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def pilot_rate(config: str, overrides: Sequence[str], steps: int = 30) -> dict[s
     ]
     with tempfile.TemporaryDirectory(prefix="genlab_pilot_") as tmp:
         t0 = time.perf_counter()
-        res = runs.train(runs.resolve_config(config, over), Path(tmp) / "run", progress=False)
+        res = train(runs.resolve_config(config, over), Path(tmp) / "run", progress=False)
         wall = time.perf_counter() - t0
         lines = (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
     rates = [r["steps_per_s"] for r in map(json.loads, lines) if "steps_per_s" in r]

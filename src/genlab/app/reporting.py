@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from genlab.conditioning import model_classes, run_conditioning
+from genlab.app.conditioning import model_classes, run_conditioning
+from genlab.app.runs import Run, generate, load_run
 from genlab.data.images import ImageDataset
-from genlab.runs import Run, generate, load_run
 
 
 def make_figures(
@@ -83,7 +83,7 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
     """Inputs | samples | truth for a data-coupling run; one row per class for a
     class-conditional one (with the configured guidance)."""
     from genlab import viz
-    from genlab.conditioning import Conditioning
+    from genlab.app.conditioning import Conditioning
 
     if getattr(run.model, "starts_from_inputs", False):
         draws = []
@@ -112,7 +112,7 @@ def _autoencoder_figures(run: Run, fig_dir: Path) -> list[Path]:
     """Held-out images above their reconstructions (VAE, VQ-VAE) and decoded straight lines
     between the posterior means of held-out pairs (VAE)."""
     from genlab import viz
-    from genlab.conditioning import held_out_images
+    from genlab.app.conditioning import held_out_images
 
     model: Any = run.model
     if not hasattr(model, "reconstruct"):
@@ -261,7 +261,7 @@ def compare_figure(
 ) -> Path:
     """compare.png in ``out``: the data, then samples of every config's first finished run
     (drawn on ``device``)."""
-    from genlab.evaluation import _reference
+    from genlab.app.evaluation import _reference
     from genlab.viz.compare import plot_comparison
 
     samples, captions = {}, {}

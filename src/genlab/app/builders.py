@@ -1,4 +1,4 @@
-"""From a validated :class:`~genlab.config.Config` to data sets, networks and models."""
+"""From a validated :class:`~genlab.app.config.Config` to data sets, networks and models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from genlab.config import Config, ConfigError, DataConfig
+from genlab.app.config import Config, ConfigError, DataConfig
 from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, load_mnist, make_toy
 from genlab.data.images import ImageDataset
 from genlab.models import CNF, DDPM, GAN, VAE, VQVAE, Diffusion, FlowMatching, RealNVP

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from genlab.builders import build_dataset
-from genlab.config import ConfigError
+from genlab.app.builders import build_dataset
+from genlab.app.config import ConfigError
 from genlab.data.images import ImageDataset
 from genlab.samplers.guidance import NULL_LABEL, num_classes
 
