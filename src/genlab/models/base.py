@@ -201,13 +201,14 @@ class GaussianPathModel(nn.Module):
         self,
         n: int,
         solver: str | ODESolver = "rk4",
-        grid: TimeGrid | Sequence[float] | torch.Tensor | int = 100,
+        grid: TimeGrid | Sequence[float] | torch.Tensor | int | None = None,
         generator: torch.Generator | None = None,
         y: torch.Tensor | None = None,
         return_trajectory: bool = False,
         x0: torch.Tensor | None = None,
         sampler: str = "ode",
         guidance: float | None = None,
+        steps: int | None = None,
         **options: Any,
     ) -> Solution:
         """Draw n samples, from the source at t = 0 to the data at t = 1.
@@ -215,7 +216,7 @@ class GaussianPathModel(nn.Module):
         Args:
             n: number of samples.
             solver: ODE solver for ``sampler="ode"``.
-            grid: a TimeGrid, a sequence of times, or an int number of steps.
+            grid: a TimeGrid, a sequence of times, or an int number of steps (default 100).
             generator: randomness of the source and of stochastic samplers.
             y: labels for a class-conditional network.
             return_trajectory: keep the states on the grid (ode, extension, em).
@@ -223,6 +224,8 @@ class GaussianPathModel(nn.Module):
             sampler: one of ``self.SAMPLERS``.
             guidance: classifier-free guidance scale w >= 0 (needs ``y`` and a network
                 trained with label dropout): (1 - w) v(x) + w v(x | y).
+            steps: the number of uniform steps, as ``--steps`` on the command line (instead
+                of ``grid``).
             options: sampler options (``eta`` for ddim, ``noise`` for extension, ``snr`` and
                 ``n_corrector`` for pc, solver tolerances for dopri5, ...).
 
@@ -235,6 +238,7 @@ class GaussianPathModel(nn.Module):
                 f"sampler {sampler!r} is not available for {type(self).__name__}; "
                 f"valid samplers: {', '.join(self.SAMPLERS)}"
             )
+        grid = _steps_or_grid(steps, grid)
         if isinstance(grid, int) and not isinstance(grid, bool):
             if grid < 1:
                 raise ValueError(f"steps must be a positive integer, got {grid}")
@@ -289,6 +293,21 @@ class GaussianPathModel(nn.Module):
             _pop(options)
             return _wrap(dpm_solver_pp(pf, x0, grid), grid, grid.steps)
         raise ValueError(f"sampler {sampler!r} is not implemented by {type(self).__name__}")
+
+
+#: uniform steps of a sampler when neither ``steps`` nor ``grid`` is given
+DEFAULT_SAMPLE_STEPS = 100
+
+
+def _steps_or_grid(steps: int | None, grid: Any) -> Any:
+    """``steps`` (the CLI's word) or ``grid`` (a TimeGrid, times or a step count), not both."""
+    if steps is not None and grid is not None:
+        raise ValueError("give steps (a number of uniform steps) or grid (a TimeGrid or times), not both")
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int):
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        return steps
+    return DEFAULT_SAMPLE_STEPS if grid is None else grid
 
 
 def _pop(options: dict[str, Any], key: str | None = None, default: Any = None) -> Any:

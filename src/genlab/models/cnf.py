@@ -24,7 +24,7 @@ from torch import nn
 
 from genlab._validate import check_finite
 from genlab.likelihood import LogProbResult, log_prob_ode
-from genlab.models.base import Batch, split_batch
+from genlab.models.base import Batch, _steps_or_grid, split_batch
 from genlab.paths import GaussianSource
 from genlab.samplers.ode import sample_ode
 from genlab.solvers import ODESolver, TimeGrid
@@ -131,15 +131,16 @@ class CNF(nn.Module):
         self,
         n: int,
         solver: str | ODESolver = "rk4",
-        grid: TimeGrid | int = 100,
+        grid: TimeGrid | int | None = None,
         generator: torch.Generator | None = None,
         y: Any = None,
         return_trajectory: bool = False,
         x0: torch.Tensor | None = None,
         sampler: str = "ode",
+        steps: int | None = None,
         **options: Any,
     ) -> Any:
-        """Integrate the flow from N(0, I) at t = 0 to t = 1."""
+        """Integrate the flow from N(0, I) at t = 0 to t = 1 (``steps`` uniform steps, or ``grid``)."""
         if sampler != "ode":
             raise ValueError(f"sampler {sampler!r} is not available for CNF; valid samplers: ode")
         if not isinstance(n, int) or n < 1:
@@ -147,4 +148,5 @@ class CNF(nn.Module):
         param = next(self.parameters())
         shape = (n, *self.data_shape)
         z = x0 if x0 is not None else self.source.sample(shape, generator, param.dtype, param.device)
+        grid = _steps_or_grid(steps, grid)
         return sample_ode(self.velocity, z, solver, grid, None, return_trajectory, **options)

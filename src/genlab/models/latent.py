@@ -73,6 +73,7 @@ class LatentModel(nn.Module):
                 "classifier-free guidance applies to flow matching and diffusion; "
                 f"{type(self).__name__} samples G(z, y) directly (drop --guidance)"
             )
+        options.pop("steps", None)  # one pass: a number of steps does not apply (as solver, grid)
         if options:
             raise ValueError(f"unexpected sampler option(s): {', '.join(sorted(options))}")
         if y is not None:

@@ -187,6 +187,7 @@ class RealNVP(nn.Module):
 
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        options.pop("steps", None)  # one pass: a number of steps does not apply (as solver, grid)
         if options:
             raise ValueError(f"unexpected sampler option(s): {', '.join(sorted(options))}")
         param = next(self.parameters())

@@ -8,7 +8,9 @@ from genlab.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from genlab.training.config import TrainConfig
 from genlab.training.ema import EMA
+from genlab.training.fit import batches_from, fit
 from genlab.training.optim_state import optimizer_state_from_tensors, optimizer_state_to_tensors
 from genlab.training.tensorboard import (
     FILE_VERSION,
@@ -22,6 +24,9 @@ from genlab.training.trainer import Trainer, TrainingError, TrainResult, make_op
 
 __all__ = [
     "EMA",
+    "TrainConfig",
+    "batches_from",
+    "fit",
     "Trainer",
     "TrainingError",
     "TrainResult",

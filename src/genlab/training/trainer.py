@@ -180,6 +180,8 @@ class Trainer:
         if device is None:
             device = self.dist.device if self.dist.enabled else cfg.device
         self.device = resolve_device(device, "train.device")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         if self.device.type == "cuda":
             set_tf32(cfg.tf32)
         if cfg.batch_size % self.dist.world_size:
