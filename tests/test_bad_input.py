@@ -48,7 +48,7 @@ def test_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="x0 and x1 must have the same shape"):
         path.sample(torch.zeros(3, 2), torch.zeros(3, 4), torch.zeros(3))
     with pytest.raises(ValueError, match="pred and x"):
-        path.convert(torch.zeros(3, 2), torch.zeros(3, 3), torch.zeros(3), "x1", "velocity")
+        path.convert(torch.zeros(3, 2), torch.zeros(3, 3), torch.zeros(3), "data", "velocity")
 
 
 def test_non_finite_data() -> None:
@@ -68,4 +68,4 @@ def test_non_callable_field() -> None:
 def test_unknown_prediction_in_convert() -> None:
     x = torch.zeros(2, 2)
     with pytest.raises(ValueError, match="unknown prediction 'velocty'"):
-        GaussianPath("linear").convert(x, x, torch.zeros(2), "velocty", "x1")
+        GaussianPath("linear").convert(x, x, torch.zeros(2), "velocty", "data")

@@ -90,3 +90,22 @@ def test_parse_override_yaml_values() -> None:
     assert parse_override("a.b=true") == ("a.b", True)
     assert parse_override("a.b=1e-3") == ("a.b", 1e-3)
     assert parse_override("a.b=hello") == ("a.b", "hello")
+
+
+def test_old_prediction_names_load_with_one_deprecation_line() -> None:
+    """Saved runs wrote model.prediction=x0 (genlab's x_0 is the noise): it still loads, as
+    noise, with a FutureWarning naming the new word; x1 reads as data."""
+    import warnings
+
+    from genlab.app.runs import resolve_config
+    from genlab.paths import Prediction
+
+    with pytest.warns(FutureWarning, match="model.prediction=x0 is now called noise"):
+        cfg = resolve_config("digits_diffusion", ["model.prediction=x0"])
+    assert cfg.model.prediction == "noise"
+    with pytest.warns(FutureWarning, match="'x1' is now called 'data'"):
+        assert Prediction.parse("x1") is Prediction.DATA
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Prediction.parse("noise") is Prediction.NOISE and Prediction.parse("eps") is Prediction.NOISE
+        assert resolve_config("digits_diffusion").model.prediction == "noise"

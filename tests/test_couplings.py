@@ -245,7 +245,7 @@ def test_bridge_path_model_trains_with_velocity_only() -> None:
     x1 = make_toy("moons").sample(64, torch.Generator().manual_seed(0))
     assert torch.isfinite(model.loss(x1, torch.Generator().manual_seed(1))["loss"])
     with pytest.raises(ValueError, match="velocity"):
-        FlowMatching(_mlp(), (2,), path, prediction="x1")
+        FlowMatching(_mlp(), (2,), path, prediction="data")
     with pytest.raises(ValueError, match="sampler 'ddim'"):
         model.sample(4, sampler="ddim")
 

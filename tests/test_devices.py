@@ -39,7 +39,7 @@ SMALL = ["model.net.width=16", "model.net.depth=2", "model.net.base_channels=8",
 # (config, overrides): every family, every coupling kind, every sampler at least once
 CASES = [
     ("moons", []),  # flow matching, linear path: ode, extension, dpm
-    ("moons", ["model.path=cosine", "model.prediction=x1"]),  # ddim on a VP-type path
+    ("moons", ["model.path=cosine", "model.prediction=data"]),  # ddim on a VP-type path
     ("moons_ot", []),  # minibatch OT coupling
     ("moons_sb", []),  # Schrodinger-bridge coupling and the bridge path
     ("8gaussians_to_moons", []),  # a data source

@@ -305,7 +305,7 @@ def test_diffusion_loss_weights_and_target() -> None:
     sde = VPSDE()
     x1 = torch.randn(64, 2, dtype=D64, generator=torch.Generator().manual_seed(0))
     for weighting in ("sigma2", "likelihood", "none"):
-        model = Diffusion(Zero(), (2,), sde, "x0", weighting)
+        model = Diffusion(Zero(), (2,), sde, "noise", weighting)
         loss = model.loss(x1, torch.Generator().manual_seed(1))["loss"]
         g = torch.Generator().manual_seed(1)
         x0 = torch.randn(x1.shape, generator=g, dtype=D64)
@@ -343,7 +343,9 @@ def test_exact_marginal_score_minimises_the_dsm_loss() -> None:
 
     batch = data[torch.randint(6, (200_000,), generator=gen)]
     losses = [
-        float(Diffusion(ExactNoise(c), (2,), sde, "x0").loss(batch, torch.Generator().manual_seed(5))["loss"])
+        float(
+            Diffusion(ExactNoise(c), (2,), sde, "noise").loss(batch, torch.Generator().manual_seed(5))["loss"]
+        )
         for c in (0.0, 0.3)
     ]
     # same noise in both; the cross term 2 c E[x0_hat - x0] is a mean of 4e5 centred terms (~2e-3)

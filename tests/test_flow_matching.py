@@ -72,8 +72,8 @@ class Recorder(torch.nn.Module):
 def test_cfm_target_for_each_prediction(gen: torch.Generator) -> None:
     """The loss regresses on the right target for every parameterisation: a zero network
     at the recorded x_t has loss mean(target^2)."""
-    path = GaussianPath("vp")  # alpha_0 > 0, so x0-prediction is allowed
-    for pred in ("velocity", "x0", "x1"):
+    path = GaussianPath("vp")  # alpha_0 > 0, so noise prediction is allowed
+    for pred in ("velocity", "noise", "data"):
         oracle = Recorder()
         model = FlowMatching(oracle, (2,), path, prediction=pred)
         x1 = torch.randn(16, 2, generator=gen, dtype=D64)
@@ -83,7 +83,7 @@ def test_cfm_target_for_each_prediction(gen: torch.Generator) -> None:
         x0 = torch.randn(16, 2, generator=g, dtype=D64)
         t = (1 - 1e-5) * torch.rand(16, generator=g, dtype=D64)
         ps = path.sample(x0, x1, t)
-        target = {"velocity": ps.dxt, "x0": x0, "x1": x1}[pred]
+        target = {"velocity": ps.dxt, "noise": x0, "data": x1}[pred]
         torch.testing.assert_close(oracle.seen["x"], ps.xt)
         torch.testing.assert_close(loss, (target**2).mean())
 
@@ -144,4 +144,4 @@ def test_bad_batches() -> None:
     with pytest.raises(ValueError, match="prediction"):
         FlowMatching(TimeMLP(MLPConfig(dim=2)), (2,), prediction="flux")
     with pytest.raises(ValueError, match="alpha_0 = 0"):  # x_1 from x_0 is singular at t = 0
-        FlowMatching(TimeMLP(MLPConfig(dim=2)), (2,), prediction="x0")
+        FlowMatching(TimeMLP(MLPConfig(dim=2)), (2,), prediction="noise")

@@ -116,7 +116,7 @@ def _choices() -> dict[str, list[str]]:
         "data.split": ["train", "test"],
         "model.family": sorted(FAMILIES),
         "model.path": list(SCHEDULES),
-        "model.prediction": ["velocity", "x0", "x1", "score", "epsilon"],
+        "model.prediction": ["velocity", "noise", "data", "score", "epsilon"],
         "model.sde": list(SDES),
         "model.weighting": ["sigma2", "likelihood", "none"],
         "model.divergence": ["hutchinson", "exact"],

@@ -250,7 +250,7 @@ def test_x1_prediction_stops_before_the_singular_end() -> None:
 
     torch.manual_seed(0)
     model = FlowMatching(
-        TimeMLP(MLPConfig(dim=2, width=16, depth=1)), (2,), GaussianPath("linear"), prediction="x1"
+        TimeMLP(MLPConfig(dim=2, width=16, depth=1)), (2,), GaussianPath("linear"), prediction="data"
     )
     assert model.t_end() < 1.0
     sol = model.sample(64, "rk4", 10, torch.Generator().manual_seed(0))

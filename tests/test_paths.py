@@ -161,7 +161,7 @@ def test_vp_conversions_finite_at_t_equal_one() -> None:
     """The named guard T_END_GAP keeps VP conversions finite at t = 1 exactly."""
     path = GaussianPath("vp")
     x = torch.randn(4, 2, dtype=D64)
-    v = path.convert(torch.randn(4, 2, dtype=D64), x, torch.ones(4, dtype=D64), "x1", "velocity")
+    v = path.convert(torch.randn(4, 2, dtype=D64), x, torch.ones(4, dtype=D64), "data", "velocity")
     assert torch.isfinite(v).all()
     assert T_END_GAP > 0
 

@@ -139,7 +139,7 @@ def test_pf_ode_and_reverse_drifts() -> None:
     torch.testing.assert_close(sde.pf_ode_drift(x, tau, s), f - 0.5 * g2 * s)
 
 
-@pytest.mark.parametrize("src", ["velocity", "x0", "x1", "score"])
+@pytest.mark.parametrize("src", ["velocity", "noise", "data", "score"])
 def test_sde_path_conversions_round_trip(sde, src: str) -> None:
     path = GaussianPath(SDESchedule(sde))
     gen = torch.Generator().manual_seed(3)
@@ -150,7 +150,7 @@ def test_sde_path_conversions_round_trip(sde, src: str) -> None:
     t = torch.rand(32, generator=gen, dtype=D64) * 0.9 + 0.05
     ps = path.sample(x0, x1, t)
     sigma = path.schedule(t).sigma[:, None]
-    truth = {"velocity": ps.dxt, "x0": x0, "x1": x1, "score": -x0 / sigma}
+    truth = {"velocity": ps.dxt, "noise": x0, "data": x1, "score": -x0 / sigma}
     for dst in truth:
         out = path.convert(truth[src], ps.xt, t, src, dst)
         torch.testing.assert_close(out, truth[dst], rtol=1e-7, atol=1e-7)

@@ -187,7 +187,7 @@ def _diffusion(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.
         sde = make_sde(m.sde, **m.sde_args)
     except ValueError as err:
         raise ConfigError(f"model.sde_args: {err}") from None
-    return Diffusion(make_net(), shape, sde, m.prediction or "x0", m.weighting, m.label_dropout)
+    return Diffusion(make_net(), shape, sde, m.prediction or "noise", m.weighting, m.label_dropout)
 
 
 def _ddpm(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Module:

@@ -12,6 +12,7 @@ import dataclasses
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -82,7 +83,7 @@ class ModelConfig:
     family: str = "flow_matching"  # flow_matching, diffusion, ddpm, cnf, realnvp, vae, vqvae, gan, ...
     path: str = "linear"  # flow matching: linear, ot, vp, ve, cosine, polynomial, ddpm
     path_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_min: 0.01}
-    prediction: str | None = None  # network output: velocity, x0, x1, score (None: family default)
+    prediction: str | None = None  # network output: velocity, noise, data, score (None: family default)
     sde: str = "vp"  # diffusion: ve, vp, subvp
     sde_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_max: 10.0}
     weighting: str = "sigma2"  # diffusion: sigma2, likelihood, none
@@ -303,6 +304,7 @@ def validate(cfg: Config) -> None:
     """Value checks that need no data: names from the registries, positive sizes."""
     from genlab.models import FAMILIES
     from genlab.paths import SCHEDULES
+    from genlab.paths.gaussian import DEPRECATED_PREDICTIONS
     from genlab.paths.sde import SDES
     from genlab.solvers import SOLVERS
 
@@ -310,10 +312,19 @@ def validate(cfg: Config) -> None:
     _check_choice("model.path", cfg.model.path, SCHEDULES)
     _check_choice("model.sde", cfg.model.sde, SDES)
     _check_choice("model.weighting", cfg.model.weighting, ["sigma2", "likelihood", "none"])
+    if cfg.model.prediction in DEPRECATED_PREDICTIONS:  # saved runs and old configs keep loading
+        new = DEPRECATED_PREDICTIONS[cfg.model.prediction]
+        warnings.warn(
+            f"model.prediction={cfg.model.prediction} is now called {new} (genlab's x_0 is the noise, "
+            f"x_1 the data); read as model.prediction={new}",
+            FutureWarning,
+            stacklevel=2,
+        )
+        cfg.model.prediction = new
     if cfg.model.prediction is not None and cfg.model.family not in PREDICTION_FREE:
-        valid = ["velocity", "x0", "x1"] + (["score"] if cfg.model.family == "diffusion" else [])
+        valid = ["velocity", "noise", "data"] + (["score"] if cfg.model.family == "diffusion" else [])
         if cfg.model.family == "ddpm":
-            valid = ["x0"]
+            valid = ["noise"]
         if cfg.model.family == "cnf":
             valid = ["velocity"]
         _check_choice("model.prediction", cfg.model.prediction, valid)

@@ -42,7 +42,7 @@ class FlowMatching(GaussianPathModel):
         data_shape: shape of one sample, e.g. (2,) or (1, 8, 8).
         path: Gaussian conditional path (default: linear).
         coupling: how x_0 is paired with x_1 (default: independent, x_0 ~ N(0, I)).
-        prediction: what ``net`` outputs: "velocity", "x0" or "x1".
+        prediction: what ``net`` outputs: "velocity", "noise" (x_0) or "data" (x_1).
         label_dropout: probability eta of replacing a label by "no label" in training.
     """
 

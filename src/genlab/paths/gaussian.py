@@ -19,6 +19,7 @@ conversions live (the marginal versions follow by taking E[. | x_t = x] of both 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from enum import Enum
 
@@ -36,25 +37,40 @@ __all__ = ["DIVISION_GUARD", "T_END_GAP", "GaussianPath", "PathSample", "Predict
 
 
 class Prediction(str, Enum):
-    """What a network outputs at (x, t)."""
+    """What a network outputs at (x, t). The names cannot be misread: genlab's x_0 is the
+    source (noise) and x_1 the data, the opposite of DDPM papers' x_0, so the old names
+    ``x0`` / ``x1`` are read as ``noise`` / ``data`` with a deprecation warning."""
 
     VELOCITY = "velocity"  # u_t(x) = alpha' x_1 + sigma' x_0
-    NOISE = "x0"  # the source sample x_0 (epsilon-prediction)
-    DATA = "x1"  # the data sample x_1 (denoiser)
+    NOISE = "noise"  # the source sample x_0 (epsilon-prediction)
+    DATA = "data"  # the data sample x_1 (denoiser, "x0-prediction" in DDPM papers)
     SCORE = "score"  # grad_x log p_t(x) = -x_0 / sigma_t
 
     @classmethod
     def parse(cls, value: str | Prediction) -> Prediction:
-        """Accept an enum member, its value or an alias (noise, epsilon, eps, data)."""
+        """Accept an enum member, its value or an alias (epsilon, eps, v; the old x0, x1)."""
         if isinstance(value, Prediction):
             return value
-        aliases = {"noise": "x0", "epsilon": "x0", "eps": "x0", "data": "x1", "v": "velocity"}
+        if isinstance(value, str) and value in DEPRECATED_PREDICTIONS:
+            new = DEPRECATED_PREDICTIONS[value]
+            warnings.warn(
+                f"prediction {value!r} is now called {new!r} (genlab's x_0 is the noise, x_1 the data); "
+                f"write {new!r}",
+                FutureWarning,
+                stacklevel=2,
+            )
+            value = new
+        aliases = {"epsilon": "noise", "eps": "noise", "v": "velocity"}
         key = aliases.get(value, value) if isinstance(value, str) else value
         try:
             return cls(key)
         except ValueError:
             valid = [m.value for m in cls] + sorted(aliases)
             raise ValueError(f"unknown prediction {value!r}; valid: {', '.join(valid)}") from None
+
+
+#: the old prediction names and the ones that replace them
+DEPRECATED_PREDICTIONS = {"x0": "noise", "x1": "data"}
 
 
 def _guard(den: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from genlab.paths import DDPMSchedule, Schedule
+from genlab.paths import DDPMSchedule, Prediction, Schedule
 from genlab.samplers.field import PredictionField
 from genlab.solvers import TimeGrid
 from genlab.solvers.grids import as_grid
@@ -77,8 +77,8 @@ def ddim(
             a_t, s_t = _coef(schedule, t, x)
             a_s, s_s = _coef(schedule, s, x)
             out = field.raw(x, _tb(t, x))
-            x1 = field.path.convert(out, x, _tb(t, x), field.prediction, "x1")
-            x0 = field.path.convert(out, x, _tb(t, x), field.prediction, "x0")
+            x1 = field.path.convert(out, x, _tb(t, x), field.prediction, Prediction.DATA)
+            x0 = field.path.convert(out, x, _tb(t, x), field.prediction, Prediction.NOISE)
             c = eta * (s_s / s_t) * torch.sqrt((1 - a_t**2 / a_s**2).clamp_min(0.0))
             x = a_s * x1 + torch.sqrt((s_s**2 - c**2).clamp_min(0.0)) * x0
             if eta > 0 and i < grid.steps - 1:
