@@ -96,10 +96,10 @@ def resolve_device(spec: str | torch.device | None = "auto", key: str = "device"
 
 def device_of(module: torch.nn.Module) -> torch.device:
     """The device of a module's first parameter or buffer (the CPU for one with neither)."""
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
+    for param in module.parameters():
+        return param.device
+    for buffer in module.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 

@@ -47,15 +47,16 @@ def build_dataset(cfg: DataConfig, split: str | None = None) -> Any:
         return make_toy(name)
     if name == "digits":
         return load_digits(split)
-    if name in ("mnist", "cifar10", *FILE_SETS) and not cfg.path:
+    path = cfg.path
+    if name in ("mnist", "cifar10", *FILE_SETS) and not path:
         what = "a .npy or .csv file of shape (N, D)" if name in FILE_SETS else f"the {name} directory"
         raise ConfigError(f"data.name={name} needs data.path=... pointing to {what}")
-    if name == "mnist":
-        return load_mnist(cfg.path, split)
-    if name == "cifar10":
-        return load_cifar10(cfg.path, split)
-    if name in FILE_SETS:
-        return load_array(cfg.path)
+    if path and name == "mnist":
+        return load_mnist(path, split)
+    if path and name == "cifar10":
+        return load_cifar10(path, split)
+    if path and name in FILE_SETS:
+        return load_array(path)
     raise ConfigError(f"data.name={name!r} is not valid; choose one of: {', '.join(data_names())}")
 
 
@@ -119,7 +120,7 @@ NetFactory = Callable[[], nn.Module]
 def build_coupling(cfg: Config, shape: tuple[int, ...]) -> Coupling:
     """The configured coupling (``model.coupling`` with ``model.coupling_args``) and source."""
     m = cfg.model
-    args = dict(m.coupling_args)
+    args: dict[str, Any] = dict(m.coupling_args)
     if m.source == "gaussian":
         source: GaussianSource | DataSource = GaussianSource()
     else:
@@ -304,7 +305,7 @@ def _pix2pix(cfg: Config, make_net: NetFactory, shape: tuple[int, ...]) -> nn.Mo
     if len(shape) != 3:
         raise ConfigError(f"model.family=pix2pix translates images; the data have shape {shape}")
     _net_kind(cfg, shape, ("unet",))
-    args = dict(g.corruption_args)
+    args: dict[str, Any] = dict(g.corruption_args)
     noise_std = args.pop("noise_std", 0.0)
     numeric = isinstance(noise_std, (int, float)) and not isinstance(noise_std, bool)
     if not numeric or not 0 <= noise_std < math.inf:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -135,7 +136,7 @@ def _positive(value: int | None, flag: str) -> None:
         raise ConfigError(f"{flag} must be a positive integer, got {value}")
 
 
-def _options(args: argparse.Namespace) -> dict[str, float | None]:
+def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "noise": args.noise,
         "eta": args.eta,

@@ -462,10 +462,14 @@ def _validate_couplings(cfg: Config) -> None:
         )
     if m.coupling_args.get("label_aware") and not m.net.class_conditional:
         raise ConfigError("model.coupling_args.label_aware=true needs model.net.class_conditional=true")
-    for key, value in [("sample.guidance", cfg.sample.guidance), ("sample.label", cfg.sample.label)]:
-        if value is not None and not m.net.class_conditional:
+    conditional: list[tuple[str, float | int | None]] = [
+        ("sample.guidance", cfg.sample.guidance),
+        ("sample.label", cfg.sample.label),
+    ]
+    for key, setting in conditional:
+        if setting is not None and not m.net.class_conditional:
             raise ConfigError(
-                f"{key}={value} needs a class-conditional model (model.net.class_conditional=true)"
+                f"{key}={setting} needs a class-conditional model (model.net.class_conditional=true)"
             )
     if cfg.sample.guidance is not None and cfg.sample.guidance < 0:
         raise ConfigError(f"sample.guidance must be >= 0, got {cfg.sample.guidance}")

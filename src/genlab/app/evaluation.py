@@ -132,7 +132,9 @@ def evaluate(
     sample_names = [m for m in names if m not in RUN_METRICS]
     values = compute_metrics(flat["samples"], flat["ref"], sample_names) if sample_names else {}
     floor_other = pool.sample(min(n, len(pool)) if hasattr(pool, "__len__") else n, gen_ref)
-    floors = compute_metrics(floor_other.flatten(1), flat["ref"], sample_names) if sample_names else {}
+    floors: dict[str, float | None] = {}
+    if sample_names:
+        floors.update(compute_metrics(floor_other.flatten(1), flat["ref"], sample_names))
     extra: dict[str, Any] = {}
     if "nll" in names:
         values["nll"], floors["nll"], extra["nll_unit"] = _nll(run, ref)

@@ -93,17 +93,18 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
             cond = run_conditioning(run, 12, gen=torch.Generator().manual_seed(run.cfg.sample.seed + k))
             draws.append((cond, generate(run, 12, seed=run.cfg.sample.seed + k, cond=cond).x))
         first = draws[0][0]
+        assert first.x0 is not None  # a data-coupling run always has inputs
         samples = torch.stack([x for _, x in draws])  # (3, 12, C, H, W)
         out = fig_dir / "inputs_samples_truth.png"
         return [Path(viz.plot_conditional_samples(first.x0, samples, first.truth, out))]
-    k = model_classes(run.model)
-    if k is None:
+    classes = model_classes(run.model)
+    if classes is None:
         return []
     per = 8
     guidance = run.cfg.sample.guidance
-    y = torch.arange(k).repeat_interleave(per)
+    y = torch.arange(classes).repeat_interleave(per)
     cond = Conditioning(y=y, guidance=guidance if run.cfg.model.label_dropout > 0 else None)
-    x = generate(run, k * per, cond=cond).x
+    x = generate(run, classes * per, cond=cond).x
     title = "one class per row" + (f", guidance w = {cond.guidance:g}" if cond.guidance is not None else "")
     return [Path(viz.plot_image_grid(x, fig_dir / "samples_by_class.png", nrow=per, title=title))]
 

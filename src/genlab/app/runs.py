@@ -101,9 +101,9 @@ def load_run(
         raise ConfigError(f"checkpoint {ckpt.path} does not match its config's model ({first})") from None
     model.to(target).eval()
     ema = weights == "ema" or bool(ckpt.meta.get("ema", False))  # a best checkpoint says which it kept
-    if hasattr(model, "fit_prior") and not bool(model.prior_fitted):
+    if hasattr(model, "fit_prior") and not bool(model.prior_fitted):  # type: ignore[operator]
         # a VQ-VAE run stopped before its code prior was fitted: fit it now, as training would
-        model.fit_prior(dataset.images.to(target, next(model.parameters()).dtype))
+        model.fit_prior(dataset.images.to(target, next(model.parameters()).dtype))  # type: ignore[operator]
     return Run(cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=ema, device=target)
 
 
@@ -205,7 +205,7 @@ def sample_to_file(
         return out
     from genlab import viz
 
-    if cond.x0 is not None:
+    if cond.x0 is not None and cond.truth is not None:
         k = min(n, 16)
         return Path(viz.plot_conditional_samples(cond.x0[:k], x[:k], cond.truth[:k], out))
     if isinstance(run.dataset, ImageDataset):

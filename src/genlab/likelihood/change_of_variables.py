@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -56,7 +57,7 @@ def log_prob_ode(
     t1: float = 1.0,
     create_graph: bool = False,
     kinetic: bool = False,
-    **solver_options: float,
+    **solver_options: Any,
 ) -> LogProbResult:
     """log p_1(x) of the flow dx/dt = velocity(x, t) started from ``source_log_prob`` at t = 0.
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from genlab._validate import check_finite
 from genlab.likelihood import LogProbResult, log_prob_ode
-from genlab.paths import GaussianPath, GaussianSource, Prediction
+from genlab.paths import DataSource, GaussianPath, GaussianSource, Prediction
 from genlab.samplers.ddim import ddim, dpm_solver_pp
 from genlab.samplers.field import PredictionField
 from genlab.samplers.guidance import GuidedNet, check_labels, drop_labels
@@ -96,7 +96,7 @@ class GaussianPathModel(nn.Module):
         #: probability eta of training with the "no label" token (classifier-free guidance)
         self.label_dropout = float(label_dropout)
         # Sampling starts from p_0 = N(0, sigma_0^2 I): sigma_0 = 1 except for VE paths.
-        self.source = GaussianSource(self.path.schedule.source_std())
+        self.source: GaussianSource | DataSource = GaussianSource(self.path.schedule.source_std())
 
     # -- views of the network -----------------------------------------------------------
     def _net(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -111,6 +111,8 @@ class GaussianPathModel(nn.Module):
         classifier-free guided network (1 - w) net(x, t) + w net(x, t, y)."""
         if guidance is None:
             return PredictionField(self.path, self.net, self.prediction, y)
+        if y is None:
+            raise ValueError("guidance needs labels y (the class of each sample)")
         return PredictionField(self.path, GuidedNet(self.net, y, guidance), self.prediction)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,7 +38,7 @@ class _Conditioner(nn.Module):
     def __init__(self, channels: int, hidden: int, depth: int, image: bool) -> None:
         super().__init__()
 
-        def layer(n_in: int, n_out: int) -> nn.Module:
+        def layer(n_in: int, n_out: int) -> nn.Conv2d | nn.Linear:
             return nn.Conv2d(n_in, n_out, 3, padding=1) if image else nn.Linear(n_in, n_out)
 
         layers: list[nn.Module] = []
@@ -48,7 +48,7 @@ class _Conditioner(nn.Module):
             width = hidden
         last = layer(width, 2 * channels)
         nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # both layer kinds have a bias
         self.net = nn.Sequential(*layers, last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +58,8 @@ class _Conditioner(nn.Module):
 
 class AffineCoupling(nn.Module):
     """One affine coupling layer with a fixed binary mask (1 = kept, 0 = transformed)."""
+
+    mask: torch.Tensor  # buffer: 1 = kept, 0 = transformed
 
     def __init__(self, mask: torch.Tensor, conditioner: nn.Module) -> None:
         super().__init__()
@@ -148,7 +150,7 @@ class RealNVP(nn.Module):
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         for layer in reversed(self.layers):
-            z = layer.inverse(z)
+            z = layer.inverse(z)  # type: ignore[operator]
         return z
 
     def _check(self, x: torch.Tensor) -> None:

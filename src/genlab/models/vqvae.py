@@ -157,6 +157,10 @@ class VQVAE(LatentModel):
             (the trainer's optimiser groups), > 0.
     """
 
+    prior_log_probs: torch.Tensor  # (h*w, K) buffer: log-probabilities of each position's codes
+    prior_fitted: torch.Tensor  # () bool buffer
+    codebook_initialised: torch.Tensor  # () bool buffer
+
     def __init__(
         self,
         data_shape: Sequence[int],

@@ -67,6 +67,8 @@ def as_grid(grid: TimeGrid | Sequence[float] | torch.Tensor | int) -> TimeGrid:
     """Accept a TimeGrid, a sequence of times, or an int (uniform steps on [0, 1])."""
     if isinstance(grid, TimeGrid):
         return grid
-    if isinstance(grid, int) and not isinstance(grid, bool):
+    if isinstance(grid, bool):
+        raise ValueError(f"grid must be a TimeGrid, a sequence of times or a number of steps, got {grid!r}")
+    if isinstance(grid, int):
         return TimeGrid.uniform(grid)
     return TimeGrid(grid)

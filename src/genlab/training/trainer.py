@@ -204,12 +204,12 @@ class Trainer:
         self._interrupted = False
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         if self.adversarial:
-            players = model.player_parameters()  # type: ignore[union-attr]
+            players = model.player_parameters()  # type: ignore[operator]
             d_lr = cfg.d_lr if cfg.d_lr is not None else cfg.lr
             self.optimizers["d"] = make_optimizer(players["d"], cfg, d_lr)
             self.optimizers["g"] = make_optimizer(players["g"], cfg)
         else:
-            groups = model.param_groups() if hasattr(model, "param_groups") else model.parameters()
+            groups = model.param_groups() if hasattr(model, "param_groups") else model.parameters()  # type: ignore[operator]
             self.optimizers[MAIN] = make_optimizer(groups, cfg)
         # fp16 gradients underflow without loss scaling: one scaler per optimiser
         self.scalers = {
@@ -356,7 +356,7 @@ class Trainer:
         def handler(signum: int, frame: Any) -> None:
             if self._interrupted:
                 raise KeyboardInterrupt
-            self._interrupted, self._signal = True, signum
+            self._interrupted, self._signal = True, signal.Signals(signum)
 
         return signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
 
@@ -446,7 +446,7 @@ class Trainer:
         networks: if it fails, everything the step touched (weights, optimiser, scalers,
         random streams) is put back, the networks go back to eager mode with one warning
         line, and the step is taken again."""
-        saved = copy.deepcopy(
+        saved: dict[str, Any] = copy.deepcopy(
             {
                 "model": self.model.state_dict(),
                 "optim": {k: o.state_dict() for k, o in self.optimizers.items()},
@@ -565,7 +565,7 @@ class Trainer:
                         last_loss = means["loss"]
                         record = {"step": self.step, **means, "lr": lr, "grad_norm": grad_norm}
                         record.update(steps_per_s=rate, skipped=self.skipped)
-                        if main:
+                        if log is not None and tb is not None:  # rank 0
                             log.write(json.dumps(record) + "\n")
                             log.flush()
                             tb.add_scalars(
@@ -573,7 +573,12 @@ class Trainer:
                             )
                         bar.set_postfix(loss=f"{last_loss:.4f}", it_s=f"{rate:.0f}")
                         window, t_window = [], now
-                    if self.evaluator is not None and cfg.eval_every > 0 and main:
+                    if (
+                        self.evaluator is not None
+                        and cfg.eval_every > 0
+                        and log is not None
+                        and tb is not None
+                    ):
                         if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                             self._evaluate(tb, log)
                     if self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
