@@ -119,9 +119,9 @@ def test_vqvae_codebook_gets_its_learning_rate_multiplier(tmp_path) -> None:
     model = VQVAE((1, 8, 8), num_codes=4, code_dim=2, hidden=4, codebook_lr_scale=10.0)
     cfg = _cfg(lr=1e-3, warmup_steps=4)
     trainer = Trainer(model, lambda n, g: torch.zeros(n, 1, 8, 8), cfg, tmp_path, progress=False)
-    from genlab.training.trainer import _set_lr
+    from genlab.training.optim import set_lr
 
-    _set_lr(trainer.optimizer, 1, cfg)  # warm-up step 2 of 4: half the learning rate
+    set_lr(trainer.optimizer, 1, cfg)  # warm-up step 2 of 4: half the learning rate
     lrs = [g["lr"] for g in trainer.optimizer.param_groups]
     assert lrs == pytest.approx([0.5e-3, 0.5e-2])
     codebook = trainer.optimizer.param_groups[1]["params"]

@@ -20,7 +20,8 @@ from genlab.app.runs import resolve_config
 from genlab.app.train import train
 from genlab.training.checkpoint import load_checkpoint
 from genlab.training.distributed import RANK_SEED_STRIDE, DistContext, shard
-from genlab.training.trainer import NOISE_SEED_OFFSET, warmup_lr
+from genlab.training.optim import warmup_lr
+from genlab.training.trainer import NOISE_SEED_OFFSET
 
 TINY = [
     "train.steps=6",

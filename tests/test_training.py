@@ -13,7 +13,8 @@ from genlab.app.builders import batch_sampler, build_model
 from genlab.app.config import TrainConfig, build_config
 from genlab.data import make_toy
 from genlab.training import EMA
-from genlab.training.trainer import Trainer, TrainingError, warmup_lr
+from genlab.training.optim import warmup_lr
+from genlab.training.trainer import Trainer, TrainingError
 
 
 def tiny(steps: int = 20, **train: object) -> tuple[torch.nn.Module, object, TrainConfig, dict]:

@@ -11,16 +11,10 @@ from genlab.training.checkpoint import (
 from genlab.training.config import TrainConfig
 from genlab.training.ema import EMA
 from genlab.training.fit import batches_from, fit
+from genlab.training.optim import make_optimizer, warmup_lr
 from genlab.training.optim_state import optimizer_state_from_tensors, optimizer_state_to_tensors
-from genlab.training.tensorboard import (
-    FILE_VERSION,
-    EventWriter,
-    crc32c,
-    masked_crc32c,
-    read_events,
-    read_scalars,
-)
-from genlab.training.trainer import Trainer, TrainingError, TrainResult, make_optimizer, warmup_lr
+from genlab.training.tensorboard import EventWriter, read_scalars
+from genlab.training.trainer import Trainer, TrainingError, TrainResult
 
 __all__ = [
     "EMA",
@@ -33,17 +27,13 @@ __all__ = [
     "make_optimizer",
     "warmup_lr",
     "CHECKPOINT_DIRNAME",
-    "FILE_VERSION",
     "FORMAT_VERSION",
     "Checkpoint",
     "EventWriter",
-    "crc32c",
     "list_checkpoints",
     "load_checkpoint",
-    "masked_crc32c",
     "optimizer_state_from_tensors",
     "optimizer_state_to_tensors",
-    "read_events",
     "read_scalars",
     "save_checkpoint",
 ]

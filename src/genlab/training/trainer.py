@@ -36,7 +36,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +45,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from genlab._atomic import atomic_write_text
 from genlab.devices import autocast, make_generator, needs_grad_scaler, resolve_device, set_tf32, to_device
 from genlab.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from genlab.training.compile import compile_mode, compile_networks, uncompile
@@ -64,7 +63,9 @@ from genlab.training.distributed import (
     wrap,
 )
 from genlab.training.ema import EMA
+from genlab.training.optim import make_optimizer, set_lr
 from genlab.training.optim_state import optimizer_state_from_tensors, optimizer_state_to_tensors
+from genlab.training.records import progress_bar, read_scalars_of, truncate_metrics
 from genlab.training.tensorboard import EventWriter
 
 BatchSampler = Callable[[int, torch.Generator], Any]
@@ -107,41 +108,6 @@ def is_adversarial(model: nn.Module) -> bool:
     only, not by their classes)."""
     names = ("d_loss", "g_loss", "player_parameters", "after_d_step")
     return all(callable(getattr(model, name, None)) for name in names)
-
-
-def make_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
-    """Adam, AdamW (with ``cfg.betas``) or RMSProp at learning rate ``lr`` (default
-    ``cfg.lr``). ``params`` may be parameter groups with an ``lr_scale`` (e.g. a VQ-VAE's
-    codebook learns 10x faster); the scale multiplies the group's learning rate."""
-    lr = cfg.lr if lr is None else lr
-    groups = list(params)
-    if groups and not isinstance(groups[0], dict):
-        groups = [{"params": groups}]
-    groups = [{**g, "lr_scale": float(g.get("lr_scale", 1.0)), "base_lr": lr} for g in groups]
-    for g in groups:
-        g["lr"] = lr * g["lr_scale"]
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, weight_decay=cfg.weight_decay)
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    return cls(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)  # type: ignore[arg-type]
-
-
-def warmup_lr(step: int, cfg: TrainConfig, lr: float | None = None) -> float:
-    """Linear warm-up from lr / warmup_steps to lr (default ``cfg.lr``) over the first
-    warmup_steps steps."""
-    lr = cfg.lr if lr is None else lr
-    if cfg.warmup_steps <= 0:
-        return lr
-    return lr * min(1.0, (step + 1) / cfg.warmup_steps)
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
-    """Warm-up learning rate of every group at ``step``; returns the unscaled value."""
-    lr = cfg.lr
-    for group in optimizer.param_groups:
-        lr = warmup_lr(step, cfg, group.get("base_lr", cfg.lr))
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-    return lr
 
 
 class Trainer:
@@ -328,20 +294,6 @@ class Trainer:
         self.best = float(best) if best is not None else math.inf
 
     # -- the loop --------------------------------------------------------------------------
-    def _truncate_metrics(self, path: Path) -> None:
-        """On resume drop records written after the checkpoint (they will be redone)."""
-        if not path.exists():
-            return
-        keep = []
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:  # a line cut short by a crash or a full disk
-                continue
-            if isinstance(record, dict) and record.get("step", math.inf) <= self.step:
-                keep.append(line)
-        atomic_write_text(path, "".join(line + "\n" for line in keep))
-
     def _defer_interrupts(self) -> Any:
         """Make Ctrl-C (SIGINT) and SIGTERM (pre-emption) stop the run at the end of the
         current step (a step interrupted half way, e.g. between the critic's and the
@@ -417,27 +369,27 @@ class Trainer:
         """One training step: (scalars to log, gradient norm, learning rate)."""
         lr = self.cfg.lr
         for optimizer in self.optimizers.values():
-            lr = _set_lr(optimizer, self.step, self.cfg)
+            lr = set_lr(optimizer, self.step, self.cfg)
         if self.compile_mode is not None and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead): a new step
         model: Any = self.model
         if not self.adversarial:
             out = self._call("loss", self._batch())
             grad_norm = self._update(MAIN, out["loss"], params[MAIN], "loss")
-            return _scalars(out), grad_norm, lr
+            return read_scalars_of(out), grad_norm, lr
         d_records = []
         for _ in range(model.n_critic):
             batch = self._batch()
             d_out = self._call("d_loss", batch)
             self._update("d", d_out["loss"], params["d"], "the discriminator loss")
             model.after_d_step()
-            d_records.append(_scalars(d_out))
+            d_records.append(read_scalars_of(d_out))
         g_out = self._call("g_loss", batch)
         grad_norm = self._update("g", g_out["loss"], params["g"], "the generator loss")
         broadcast_buffers(self.model, self.dist)  # BatchNorm statistics: rank 0's everywhere
         record = {k: sum(r[k] for r in d_records) / len(d_records) for k in d_records[0]}
         record["d_loss"] = record.pop("loss")
-        record.update({f"g_{k}" if k == "loss" else k: v for k, v in _scalars(g_out).items()})
+        record.update({f"g_{k}" if k == "loss" else k: v for k, v in read_scalars_of(g_out).items()})
         record["loss"] = record["g_loss"]
         return record, grad_norm, lr
 
@@ -518,7 +470,7 @@ class Trainer:
         if resume:
             self.restore()
             if main:
-                self._truncate_metrics(metrics_path)
+                truncate_metrics(metrics_path, self.step)
         elif main and metrics_path.exists():
             metrics_path.unlink()
         start = self.step
@@ -532,7 +484,7 @@ class Trainer:
         window: list[dict[str, float]] = []
         last_loss = float("nan")
         t_start = t_window = time.perf_counter()
-        bar = _progress(cfg.steps, start, self.progress and main)
+        bar = progress_bar(cfg.steps, start, self.progress and main)
         self.model.train()
         previous_handler = self._defer_interrupts()
         try:
@@ -617,34 +569,6 @@ def _optim_meta_key(name: str) -> str:
     return "optimizer" if name == MAIN else f"optimizer_{name}"
 
 
-def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The scalar entries of a loss dict as floats (the loss and its diagnostics), read from
-    the device in one transfer."""
-    by_dtype: dict[torch.dtype, list[str]] = {}
-    for k, v in out.items():
-        if isinstance(v, torch.Tensor) and v.numel() == 1:
-            by_dtype.setdefault(v.dtype, []).append(k)
-    values: dict[str, float] = {}
-    for keys in by_dtype.values():  # one transfer per dtype, each value exactly as computed
-        read = torch.stack([out[k].detach().reshape(()) for k in keys]).tolist()
-        values.update({k: float(v) for k, v in zip(keys, read, strict=True)})
-    return {k: values[k] for k in out if k in values}
-
-
 def has_best(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a best-by-evaluation checkpoint."""
     return bool(list_checkpoints(Path(run_dir) / BEST_DIRNAME))
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
