@@ -110,7 +110,7 @@ def _choices() -> dict[str, list[str]]:
     from genlab.paths.sde import SDES
     from genlab.solvers import SOLVERS
 
-    samplers = sorted({s for fam in FAMILIES.values() for s in fam.SAMPLERS})
+    samplers = sorted({s for fam in FAMILIES.values() for s in fam.samplers})
     return {
         "data.name": [*TOY_DATASETS, "digits", "mnist", "cifar10", "array"],
         "data.split": ["train", "test"],
@@ -422,7 +422,7 @@ RUN_FAMILIES = {"fm": "flow_matching", "gan": "gan", "vae": "vae", "cond": "flow
 def _samplers(run: str) -> list[str]:
     from genlab.models import FAMILIES
 
-    return list(FAMILIES[RUN_FAMILIES[run]].SAMPLERS) if run in RUN_FAMILIES else SAMPLERS
+    return list(FAMILIES[RUN_FAMILIES[run]].samplers) if run in RUN_FAMILIES else SAMPLERS
 
 
 @st.composite

@@ -175,3 +175,22 @@ def test_importing_the_solvers_loads_nothing_above_them() -> None:
     assert "genlab.solvers" in loaded
     above = [m for m in loaded if _part(m) in ("training", "app", "models", "metrics", "paths", "samplers")]
     assert not above, above
+
+
+def test_one_registration_per_family_and_the_app_builds_each() -> None:
+    """Every family is registered once, by its own module, and the app has a builder for it;
+    nothing else lists families."""
+    from genlab.app.builders import BUILDERS
+    from genlab.models import FAMILIES
+
+    assert set(FAMILIES) == set(BUILDERS)
+    registrations = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Family"
+    ]
+    assert len(registrations) == len(FAMILIES)
+    assert all(r.startswith("models/") for r in registrations), registrations
+    for family in FAMILIES.values():
+        assert family.samplers and set(family.predictions) <= {"velocity", "noise", "data", "score"}

@@ -13,7 +13,7 @@ from torch import nn
 from genlab.app.config import Config, ConfigError, DataConfig
 from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, load_mnist, make_toy
 from genlab.data.images import ImageDataset
-from genlab.models import CNF, DDPM, GAN, VAE, VQVAE, Diffusion, FlowMatching, RealNVP
+from genlab.models import CNF, DDPM, FAMILIES, GAN, VAE, VQVAE, Diffusion, FlowMatching, RealNVP
 from genlab.networks import MLPConfig, TimeMLP, UNet, UNetConfig
 from genlab.paths import (
     BridgePath,
@@ -208,7 +208,7 @@ def _net_kind(cfg: Config, shape: tuple[int, ...], image_kinds: tuple[str, ...])
     """The configured network kind, checked against the data: mlp for vectors, one of
     ``image_kinds`` for images."""
     kind, family = cfg.model.net.kind, cfg.model.family
-    if cfg.model.net.class_conditional and family not in LABELLED_BUILDERS:
+    if cfg.model.net.class_conditional and not FAMILIES[family].labelled:
         raise ConfigError(
             f"model.family={family} is not class-conditional; set model.net.class_conditional=false "
             "(conditional families: the Gaussian-path ones and gan)"
@@ -389,8 +389,6 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "pix2pix": _pix2pix,
     "cyclegan": _cyclegan,
 }
-#: builders that also take the number of classes of the data set
-LABELLED_BUILDERS = ("gan",)
 
 
 def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = None) -> nn.Module:
@@ -408,7 +406,7 @@ def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = N
         torch.manual_seed(cfg.train.seed)
         try:
             build = BUILDERS[cfg.model.family]
-            if cfg.model.family in LABELLED_BUILDERS:
+            if FAMILIES[cfg.model.family].labelled:  # built with the data's number of classes
                 return build(cfg, make_net, shape, num_classes)
             return build(cfg, make_net, shape)
         except ConfigError:
@@ -419,8 +417,6 @@ def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = N
 
 #: discrete levels of the image data sets (for dequantisation and bits per dimension)
 IMAGE_LEVELS = {"digits": 17, "mnist": 256, "cifar10": 256}
-#: families trained by maximum likelihood: on discrete images they see dequantised batches
-LIKELIHOOD_TRAINED = ("cnf", "realnvp", "vae")
 
 
 def training_sampler(cfg: Config, dataset: Any) -> Callable[[int, torch.Generator], Any]:
@@ -430,7 +426,8 @@ def training_sampler(cfg: Config, dataset: Any) -> Callable[[int, torch.Generato
         return reflow_sampler(cfg, data_shape(dataset))
     sample = batch_sampler(dataset, cfg.model.net.class_conditional)
     bernoulli = cfg.model.family == "vae" and cfg.model.ae.likelihood == "bernoulli"  # targets stay in [0, 1]
-    if cfg.model.family not in LIKELIHOOD_TRAINED or not isinstance(dataset, ImageDataset) or bernoulli:
+    likelihood = FAMILIES[cfg.model.family].likelihood_trained  # sees dequantised images
+    if not likelihood or not isinstance(dataset, ImageDataset) or bernoulli:
         return sample
     from genlab.likelihood import dequantize
 

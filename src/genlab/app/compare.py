@@ -36,12 +36,12 @@ from genlab.app.builders import IMAGE_SETS
 from genlab.app.config import Config, ConfigError
 from genlab.app.reporting import compare_figure, compare_table
 from genlab.app.train import train
+from genlab.models import FAMILIES
 from genlab.training.checkpoint import list_checkpoints
 
 #: metrics ``compare`` can put in its table (each only where it is defined for a config)
 COMPARE_METRICS = ("w2", "mmd", "fd", "nll", "acc")
 #: families whose runs have a likelihood (the VAE's is the IWAE bound)
-LIKELIHOOD = frozenset({"flow_matching", "diffusion", "ddpm", "cnf", "realnvp", "vae"})
 PLAN_FILE, RESULT_FILE, TABLE_FILE, FIGURE_FILE = "plan.json", "compare.json", "compare.md", "compare.png"
 RECORD_FILE = "compare_record.json"  # in each run directory, once it is scored
 
@@ -76,7 +76,7 @@ def metrics_for(cfg: Config, requested: Sequence[str] | None) -> list[str]:
     images = cfg.data.name in IMAGE_SETS
     m = cfg.model
     has_nll = (
-        m.family in LIKELIHOOD
+        FAMILIES[m.family].has_log_prob
         and not (m.family == "vae" and m.ae.likelihood == "bernoulli")
         and m.source == "gaussian"
         and m.coupling not in DATA_COUPLINGS

@@ -321,14 +321,10 @@ def validate(cfg: Config) -> None:
             stacklevel=2,
         )
         cfg.model.prediction = new
-    if cfg.model.prediction is not None and cfg.model.family not in PREDICTION_FREE:
-        valid = ["velocity", "noise", "data"] + (["score"] if cfg.model.family == "diffusion" else [])
-        if cfg.model.family == "ddpm":
-            valid = ["noise"]
-        if cfg.model.family == "cnf":
-            valid = ["velocity"]
-        _check_choice("model.prediction", cfg.model.prediction, valid)
-    samplers = FAMILIES[cfg.model.family].SAMPLERS
+    family = FAMILIES[cfg.model.family]
+    if cfg.model.prediction is not None and family.predictions:  # the others predict no path quantity
+        _check_choice("model.prediction", cfg.model.prediction, family.predictions)
+    samplers = family.samplers
     if cfg.sample.sampler is not None and cfg.sample.sampler not in samplers:
         raise ConfigError(
             f"sample.sampler={cfg.sample.sampler!r} is not available for model.family="
@@ -395,10 +391,6 @@ def check_device_name(key: str, value: str) -> None:
     it is checked when a run starts: a GPU run's config stays valid on a CPU machine)."""
     if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value.strip().lower()):
         raise ConfigError(f"{key}={value!r} is not a device; use {DEVICE_HELP}")
-
-
-#: families whose networks predict no path quantity (model.prediction does not apply)
-PREDICTION_FREE = ("realnvp", "vae", "vqvae", "gan", "pix2pix", "cyclegan")
 
 
 def _validate_latent_families(cfg: Config) -> None:

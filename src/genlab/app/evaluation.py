@@ -19,6 +19,7 @@ from genlab.app.config import Config, ConfigError
 from genlab.app.runs import Run, generate, load_run
 from genlab.data.images import ImageDataset
 from genlab.devices import device_of, make_generator
+from genlab.models.registry import likelihood_families
 
 #: seeds of the reference, labels and samples that choose the best checkpoint (evaluate uses others)
 SELECTION_SEED = 1_000_003
@@ -104,7 +105,7 @@ def evaluate(
             raise ConfigError(f"unknown metric {name!r}; valid metrics: {valid}")
     if "nll" in names and not hasattr(run.model, "log_prob"):
         raise ConfigError(
-            f"metric nll needs a model with a likelihood; families with one: {LIKELIHOOD_FAMILIES}"
+            f"metric nll needs a model with a likelihood; families with one: {likelihood_families()}"
         )
     if "nll" in names and run.cfg.model.family == "vae" and run.cfg.model.ae.likelihood == "bernoulli":
         if isinstance(run.dataset, ImageDataset):
@@ -183,7 +184,6 @@ def evaluate(
     return result
 
 
-LIKELIHOOD_FAMILIES = "flow_matching, diffusion, ddpm, cnf, realnvp, vae (IWAE bound)"
 #: evaluation log-probs use the exact divergence up to this dimension, Hutchinson above
 EXACT_LOG_PROB_MAX_DIM = 16
 
@@ -231,7 +231,8 @@ def log_prob_file(
     run = load_run(run_dir, device=device)
     if not hasattr(run.model, "log_prob"):
         raise ConfigError(
-            f"model.family={run.cfg.model.family} has no likelihood; families with one: {LIKELIHOOD_FAMILIES}"
+            f"model.family={run.cfg.model.family} has no likelihood; "
+            f"families with one: {likelihood_families()}"
         )
     path = Path(data)
     if path.suffix != ".npy" or not path.is_file():

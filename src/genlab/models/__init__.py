@@ -1,7 +1,5 @@
 """Generative models: each exposes loss(batch) -> dict, sample(n, ...) and log_prob(x)."""
 
-from typing import Any
-
 from genlab.models.base import GaussianPathModel, split_batch
 from genlab.models.cnf import CNF
 from genlab.models.diffusion import DDPM, Diffusion
@@ -9,25 +7,14 @@ from genlab.models.flow_matching import FlowMatching
 from genlab.models.gan import GAN
 from genlab.models.latent import LatentModel
 from genlab.models.realnvp import RealNVP
+from genlab.models.registry import FAMILIES, Family, register  # filled by the imports above
 from genlab.models.translation import CycleGAN, Pix2Pix
 from genlab.models.vae import VAE, gaussian_kl
 from genlab.models.vqvae import VQVAE, VectorQuantizer
 
-#: model families by config name (``model.family``); each class lists its SAMPLERS.
-FAMILIES: dict[str, Any] = {
-    "flow_matching": FlowMatching,
-    "diffusion": Diffusion,
-    "ddpm": DDPM,
-    "cnf": CNF,
-    "realnvp": RealNVP,
-    "vae": VAE,
-    "vqvae": VQVAE,
-    "gan": GAN,
-    "pix2pix": Pix2Pix,
-    "cyclegan": CycleGAN,
-}
-
 __all__ = [
+    "Family",
+    "register",
     "CNF",
     "CycleGAN",
     "DDPM",

@@ -25,6 +25,7 @@ from torch import nn
 from genlab._validate import check_finite
 from genlab.likelihood import LogProbResult, log_prob_ode
 from genlab.models.base import Batch, _steps_or_grid, split_batch
+from genlab.models.registry import Family, register
 from genlab.paths import GaussianSource
 from genlab.samplers.ode import sample_ode
 from genlab.solvers import ODESolver, TimeGrid
@@ -150,3 +151,6 @@ class CNF(nn.Module):
         z = x0 if x0 is not None else self.source.sample(shape, generator, param.dtype, param.device)
         grid = _steps_or_grid(steps, grid)
         return sample_ode(self.velocity, z, solver, grid, None, return_trajectory, **options)
+
+
+register(Family("cnf", CNF, predictions=("velocity",), has_log_prob=True, likelihood_trained=True))

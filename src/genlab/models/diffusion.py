@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from genlab.models.base import Batch, GaussianPathModel, SampleRequest, Solution, _pop, _wrap, split_batch
+from genlab.models.registry import Family, register
 from genlab.paths import DDPMSchedule, GaussianPath, Prediction
 from genlab.paths.sde import SDE_TAU_MIN, VESDE, ForwardSDE, SDESchedule, flip_time
 from genlab.samplers.ddim import ddpm_ancestral, ddpm_grid
@@ -171,3 +172,9 @@ class DDPM(GaussianPathModel):
             x = ddpm_ancestral(self.field(req.y, req.guidance), x0, generator)
             return _wrap(x, full, self.schedule.num_steps)
         return super()._dispatch(sampler, req)
+
+
+register(
+    Family("diffusion", Diffusion, predictions=("velocity", "noise", "data", "score"), has_log_prob=True)
+)
+register(Family("ddpm", DDPM, predictions=("noise",), has_log_prob=True))

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from genlab.models.base import Batch, GaussianPathModel, SampleRequest, Solution, split_batch
+from genlab.models.registry import Family, register
 from genlab.paths import T_END_GAP, CoupledBatch, Coupling, GaussianPath, IndependentCoupling, Prediction
 from genlab.paths.bridge import BridgePath
 from genlab.paths.couplings import DataSource
@@ -141,3 +142,6 @@ def _check_interpolant(path: GaussianPath, coupling: Coupling) -> None:
             f"noise at t = 0 (alpha_0 = {a0:.3g}, sigma_0 = {s0:.3g}, alpha_1 = {a1:.3g}, "
             f"sigma_1 = {s1:.3g}); use path linear, cosine or polynomial, whose x_t runs from x_0 to x_1"
         )
+
+
+register(Family("flow_matching", FlowMatching, predictions=("velocity", "noise", "data"), has_log_prob=True))

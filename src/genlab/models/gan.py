@@ -29,6 +29,7 @@ from genlab._validate import check_finite, check_tensor
 from genlab.models.adversarial import AdversarialModel
 from genlab.models.base import split_batch
 from genlab.models.gan_losses import GAN_LOSSES, clip_weights, gradient_penalty, make_gan_loss
+from genlab.models.registry import Family, register
 
 __all__ = ["GAN"]
 
@@ -194,3 +195,6 @@ class GAN(AdversarialModel):
         if self.num_classes is not None and y is None:
             raise ValueError(f"a conditional GAN needs labels y in [0, {self.num_classes - 1}]")
         return self._G(self._latents(n, generator), y, generator)
+
+
+register(Family("gan", GAN, labelled=True))

@@ -28,6 +28,7 @@ from torch import nn
 
 from genlab._validate import check_finite
 from genlab.models.base import Batch, split_batch
+from genlab.models.registry import Family, register
 from genlab.paths import GaussianSource
 
 
@@ -198,3 +199,6 @@ class RealNVP(nn.Module):
         with torch.no_grad():
             x = self.inverse(z)
         return ODESolution(x=x, times=torch.tensor([0.0, 1.0]), trajectory=None, nfe=1)
+
+
+register(Family("realnvp", RealNVP, has_log_prob=True, likelihood_trained=True))

@@ -50,6 +50,7 @@ from genlab.models.adversarial import AdversarialModel
 from genlab.models.base import Batch, split_batch
 from genlab.models.coders import check_data_shape, check_image_shape
 from genlab.models.gan_losses import make_gan_loss
+from genlab.models.registry import Family, register
 from genlab.networks.gan import ConvDiscriminator, MLPDiscriminator, _mlp
 from genlab.networks.pix2pix import PatchDiscriminator, UNetGenerator
 from genlab.paths.corruptions import Corruption, DataCoupling, make_corruption
@@ -459,3 +460,7 @@ class CycleGAN(AdversarialModel):
             f"data_shape={self.data_shape}, source={self.source!r}, loss={self.loss_name!r}, "
             f"cycle_weight={self.cycle_weight}, coupling={self.coupling!r}"
         )
+
+
+register(Family("pix2pix", Pix2Pix))
+register(Family("cyclegan", CycleGAN))

@@ -44,6 +44,7 @@ from genlab.models.coders import (
     check_image_shape,
 )
 from genlab.models.latent import LatentModel
+from genlab.models.registry import Family, register
 
 __all__ = ["IMAGE_SIZES", "LIKELIHOODS", "VAE", "gaussian_kl"]
 
@@ -370,3 +371,6 @@ class VAE(LatentModel):
         w = torch.linspace(0.0, 1.0, steps, dtype=ends[0].dtype, device=ends[0].device)[:, None]
         z = (1.0 - w) * ends[0] + w * ends[1]  # (steps, L)
         return self.decoder_mean(z)
+
+
+register(Family("vae", VAE, has_log_prob=True, log_prob_kind="IWAE bound", likelihood_trained=True))

@@ -43,6 +43,7 @@ from genlab.models.coders import (
     check_image_shape,
 )
 from genlab.models.latent import LatentModel
+from genlab.models.registry import Family, register
 
 __all__ = ["VQVAE", "VectorQuantizer"]
 
@@ -309,3 +310,6 @@ def _is_set(flag: torch.Tensor) -> bool:
     """The value of a boolean buffer; unset on the ``meta`` device, which holds no values
     (the device tests then run the first-batch path)."""
     return flag.device.type != "meta" and bool(flag)
+
+
+register(Family("vqvae", VQVAE))
