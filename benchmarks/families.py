@@ -116,7 +116,7 @@ def run_family(
         family.config, [*base, "train.seed=0", f"train.threads={args.threads}"], args.pilot_steps
     )
     steps = max(1, round(budget * pilot["steps_per_s"]))
-    cfg0 = runs.resolve_config(family.config, base)
+    cfg0 = runs.resolve_config(family.config, base, shared=True)
     scaled = budget_overrides(cfg0, steps)
     say(f"[{dataset}] {family.config}: {pilot['steps_per_s']:.1f} steps/s -> {steps} steps {scaled}")
     is_gan = cfg0.train.eval_every > 0
@@ -128,7 +128,7 @@ def run_family(
             f"train.seed={seed}",
             f"train.threads={args.threads}",
         ]
-        cfg = runs.resolve_config(family.config, over)
+        cfg = runs.resolve_config(family.config, over, shared=True)
         run_dir = Path(args.work) / dataset / family.config / f"seed{seed}"
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()

@@ -125,7 +125,7 @@ def _family_run(
     row: dict[str, Any] = {"config": name, "precision": precision, "steps": steps}
     t0 = time.perf_counter()
     try:
-        cfg = runs.resolve_config(name, over)
+        cfg = runs.resolve_config(name, over, shared=True)
         row["family"] = cfg.model.family
         res = train(cfg, root / f"{name}_{precision}", progress=False)
         row.update(steps_per_s=res.steps_per_s, final_loss=res.final_loss, trained_on=res.device)

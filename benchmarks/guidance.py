@@ -33,9 +33,11 @@ SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 def guidance_table(run_dir: Path, steps: int) -> list[dict[str, Any]]:
     rows = []
+    run = runs.load_run(run_dir)
     for w in SCALES:
         t0 = time.perf_counter()
-        res = evaluation.evaluate(run_dir, metrics=["acc", "fd"], steps=steps, guidance=w)
+        sample = runs.sample_settings(run.cfg, steps=steps, guidance=w)
+        res = evaluation.evaluate(run, metrics=["acc", "fd"], sample=sample)
         rows.append(
             {
                 "w": w,
@@ -53,10 +55,11 @@ def guidance_table(run_dir: Path, steps: int) -> list[dict[str, Any]]:
 
 
 def coupling_row(run_dir: Path, steps: int) -> dict[str, Any]:
-    res = evaluation.evaluate(run_dir, metrics=["fd"], steps=steps)
     run = runs.load_run(run_dir)
+    sample = runs.sample_settings(run.cfg, steps=steps)
+    res = evaluation.evaluate(run, metrics=["fd"], sample=sample)
     cond = run_conditioning(run, res["n"])
-    x = runs.generate(run, res["n"], steps=steps, cond=cond).x
+    x = runs.generate(run, res["n"], sample, cond=cond).x
     assert cond.x0 is not None and cond.truth is not None
     mse = float(((x - cond.truth) ** 2).mean())
     mse_input = float(((cond.x0 - cond.truth) ** 2).mean())

@@ -243,8 +243,9 @@ def test_gan_refuses_networks_that_do_not_fit_the_data() -> None:
     ],
 )
 def test_config_rejects_bad_adversarial_settings(override: str, match: str) -> None:
+    family = {"model.ae.downsample": "vqvae", "model.ae.likelihood": "vae", "model.gan.domain": "cyclegan"}
     with pytest.raises(ConfigError, match=match):
-        build_config({"model": {"family": "gan"}}, [override])
+        build_config({"model": {"family": family.get(override.split("=")[0], "gan")}}, [override])
 
 
 def test_non_finite_discriminator_loss_stops_with_a_message(tmp_path) -> None:

@@ -51,7 +51,8 @@ def test_ot_run_evaluates_straightness(ot_run: Path) -> None:
     from genlab.app import runs
     from genlab.metrics import straightness
 
-    sol = runs.generate(runs.load_run(ot_run), 100, return_trajectory=True, sampler="ode")
+    run = runs.load_run(ot_run)
+    sol = runs.generate(run, 100, runs.sample_settings(run.cfg, sampler="ode"), return_trajectory=True)
     expected = straightness(sol.trajectory, sol.times)
     assert result["metrics"]["straightness"]["value"] == pytest.approx(expected, rel=1e-6)
 
@@ -102,7 +103,7 @@ def test_class_conditional_sampling_with_guidance(cond_run: Path, tmp_path: Path
     from genlab.metrics import get_digits_classifier
 
     run = runs.load_run(cond_run)
-    x = runs.generate(run, 40, guidance=1.5).x
+    x = runs.generate(run, 40, runs.sample_settings(run.cfg, guidance=1.5)).x
     classifier, _ = get_digits_classifier()
     with torch.no_grad():
         agree = (classifier(x).argmax(1) == torch.arange(40) % 10).double().mean()
@@ -146,7 +147,7 @@ def test_coupling_and_guidance_errors(
     assert "[0, 9]" in error_of(["sample", str(cond_run), "--label", "12", "--out", out], capsys)
     assert "guidance" in error_of(["sample", str(cond_run), "--guidance", "-1", "--out", out], capsys)
     msg = error_of(["train", "moons_diffusion", "model.coupling=ot", "--out", str(tmp_path / "d")], capsys)
-    assert "flow_matching only" in msg
+    assert "model.coupling=ot is a setting of model.family=flow_matching, not of diffusion" in msg
     msg = error_of(["train", "moons_sb", "model.path=vp", "--out", str(tmp_path / "s")], capsys)
     assert "model.path=linear" in msg
     msg = error_of(

@@ -109,3 +109,112 @@ def test_old_prediction_names_load_with_one_deprecation_line() -> None:
         warnings.simplefilter("error")
         assert Prediction.parse("noise") is Prediction.NOISE and Prediction.parse("eps") is Prediction.NOISE
         assert resolve_config("digits_diffusion").model.prediction == "noise"
+
+
+#: the model section every run wrote before the sections were split per family (one flat
+#: dataclass with every family's settings at their defaults), as in a saved config.yaml
+FLAT_MODEL_SECTION = {
+    "ae": {
+        "beta": None, "code_dim": 16, "codebook_lr_scale": 10.0, "decoder_std": None, "downsample": 2,
+        "iwae_k": 64, "latent_dim": None, "likelihood": "gaussian", "num_codes": 32,
+    },
+    "cnf_steps": 8, "coupling": "independent", "coupling_args": {}, "divergence": "hutchinson",
+    "family": "flow_matching", "flow_hidden": 128, "flow_layers": 8,
+    "gan": {
+        "clip": 0.01, "corruption": "superres", "corruption_args": {}, "cycle_weight": 10.0,
+        "domain": "inverted", "gp_weight": 10.0, "l1_weight": 100.0, "latent_dim": 32,
+        "loss": "nonsaturating", "loss_args": {}, "n_critic": 1,
+    },
+    "kinetic": 0.0, "label_dropout": 0.1,
+    "net": {
+        "activation": "silu", "attention": False, "base_channels": 32, "channel_mults": [1, 2],
+        "class_conditional": False, "depth": 4, "dropout": 0.0, "kind": "mlp", "num_res_blocks": 1,
+        "time_dim": 64, "time_embedding": "sinusoidal", "width": 256,
+    },
+    "num_steps": 1000, "path": "linear", "path_args": {}, "prediction": None, "reflow_pairs": None,
+    "sde": "vp", "sde_args": {}, "source": "gaussian", "weighting": "sigma2",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("family", "own"),
+    [
+        ("flow_matching", {"path": "ot"}),
+        ("diffusion", {"sde": "ve"}),
+        ("ddpm", {"num_steps": 50}),
+        ("cnf", {"cnf_steps": 4}),
+        ("realnvp", {"flow_layers": 4}),
+        ("vae", {"ae": {"latent_dim": 3}}),
+        ("vqvae", {"ae": {"num_codes": 8}}),
+        ("gan", {"gan": {"latent_dim": 5}}),
+        ("pix2pix", {"gan": {"l1_weight": 10.0}}),
+        ("cyclegan", {"gan": {"cycle_weight": 2.0}}),
+    ],
+)
+def test_a_run_saved_with_the_flat_model_section_still_loads(family: str, own: dict[str, object]) -> None:
+    """Each family reads its own settings from an old config.yaml; the other families' keys,
+    at the defaults every run wrote, are dropped."""
+    import copy
+
+    from genlab.models import FAMILIES
+
+    section = copy.deepcopy(FLAT_MODEL_SECTION)
+    section["family"] = family
+    for key, value in own.items():
+        if isinstance(value, dict):
+            section[key].update(value)  # type: ignore[union-attr]
+        else:
+            section[key] = value
+    cfg = build_config({"model": section})
+    assert type(cfg.model) is FAMILIES[family].config
+    key, value = next(iter(own.items()))
+    read = getattr(cfg.model, key)
+    if isinstance(value, dict):
+        ((sub, expected),) = value.items()
+        assert getattr(read, sub) == expected
+    else:
+        assert read == value
+    assert build_config(cfg.to_dict()) == cfg  # and what it writes now loads again
+
+
+def test_a_setting_of_another_family_is_refused_not_ignored() -> None:
+    section = {**FLAT_MODEL_SECTION, "family": "diffusion", "coupling": "ot"}  # not a default
+    with pytest.raises(
+        ConfigError, match="model.coupling applies to model.family=flow_matching, not to diffusion"
+    ):
+        build_config({"model": section})
+    with pytest.raises(
+        ConfigError, match="model.flow_layers=4 is a setting of model.family=realnvp, not of vae"
+    ):
+        build_config({"model": {"family": "vae"}}, ["model.flow_layers=4"])
+    with pytest.raises(ConfigError, match="model.ae.num_codes applies to model.family=vqvae, not to vae"):
+        build_config({"model": {"family": "vae", "ae": {"num_codes": 8}}})
+    with pytest.raises(ConfigError, match="unknown key 'model.widht'"):
+        build_config({}, ["model.widht=3"])
+
+
+def test_switching_family_keeps_the_file_settings_the_new_family_reads() -> None:
+    """``moons`` sets flow-matching keys (path, prediction); an override to realnvp drops them,
+    and to diffusion keeps the network it shares."""
+    cfg = resolve_config("moons", ["model.family=realnvp", "model.flow_layers=4"])
+    assert cfg.model.family == "realnvp" and not hasattr(cfg.model, "net")
+    moons = resolve_config("moons")
+    diffusion = resolve_config("moons", ["model.family=diffusion"])
+    assert diffusion.model.net == moons.model.net  # type: ignore[attr-defined]
+
+
+def test_shared_overrides_skip_the_settings_of_other_families_with_a_warning() -> None:
+    with pytest.warns(
+        UserWarning, match="model.net.width=8 is a setting of model.family=.*; ignored for realnvp"
+    ):
+        cfg = resolve_config("moons_realnvp", ["model.net.width=8", "model.flow_hidden=16"], shared=True)
+    assert cfg.model.flow_hidden == 16  # type: ignore[attr-defined]
+
+
+def test_each_family_config_holds_only_its_own_settings() -> None:
+    from genlab.models import FAMILIES
+
+    sections = {name: set(fam.config().to_dict()) for name, fam in FAMILIES.items()}
+    assert "net" not in sections["realnvp"] and "path" not in sections["diffusion"]
+    assert "coupling" in sections["flow_matching"] and "coupling" not in sections["ddpm"]
+    assert sections["vae"] == {"family", "net", "ae"} and sections["gan"] == {"family", "net", "gan"}

@@ -85,7 +85,7 @@ def _identity_ot(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _build(name: str, over: list[str]) -> tuple[Any, Any, Any]:
-    cfg = resolve_config(name, [*SMALL, *over])
+    cfg = resolve_config(name, [*SMALL, *over], shared=True)
     dataset = build_dataset(cfg.data)
     model = build_model(cfg, data_shape(dataset), getattr(dataset, "num_classes", None))
     return cfg, dataset, model
@@ -329,7 +329,7 @@ def test_checkpoint_meta_records_the_device(tmp_path: Path) -> None:
     from genlab.app.train import train
     from genlab.training.checkpoint import load_checkpoint
 
-    cfg = resolve_config("moons", [*SMALL, "train.steps=4", "train.device=cpu"])
+    cfg = resolve_config("moons", [*SMALL, "train.steps=4", "train.device=cpu"], shared=True)
     res = train(cfg, tmp_path / "r", progress=False)
     meta = load_checkpoint(tmp_path / "r").meta
     assert res.device == "cpu" and meta["device"] == "cpu" and meta["generator_device"] == "cpu"
@@ -347,12 +347,12 @@ def test_resume_on_another_kind_of_device_reseeds_the_noise(
     from genlab.training.trainer import NOISE_SEED_OFFSET, Trainer
 
     over = [*SMALL, "train.steps=4", "train.ckpt_every=4", "train.device=cpu"]
-    train(resolve_config("moons", over), tmp_path / "r", progress=False)
+    train(resolve_config("moons", over, shared=True), tmp_path / "r", progress=False)
     sidecar = tmp_path / "r" / "checkpoints" / f"step_{list_checkpoints(tmp_path / 'r')[-1]:08d}.json"
     record = json.loads(sidecar.read_text())
     record["generator_device"] = "cuda"  # as if trained on a GPU
     sidecar.write_text(json.dumps(record))
-    cfg = resolve_config("moons", [*over, "train.steps=8"])
+    cfg = resolve_config("moons", [*over, "train.steps=8"], shared=True)
     _, dataset, model = _build("moons", [])
     trainer = Trainer(model, training_sampler(cfg, dataset), cfg.train, tmp_path / "r", cfg.to_dict(), False)
     trainer.restore()

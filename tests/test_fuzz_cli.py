@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,7 +65,15 @@ def _leaf_keys(cls: type, prefix: str = "") -> dict[str, Any]:
     return keys
 
 
-CONFIG_KEYS = _leaf_keys(gconfig.Config)
+def _family_keys() -> dict[str, dict[str, Any]]:
+    """Each family's model keys, ``{"flow_matching": {"model.path": str, ...}, ...}``."""
+    from genlab.models import FAMILIES
+
+    return {name: _leaf_keys(fam.config, "model.") for name, fam in FAMILIES.items()}
+
+
+FAMILY_KEYS = _family_keys()
+CONFIG_KEYS = {k: tp for keys in FAMILY_KEYS.values() for k, tp in keys.items()} | _leaf_keys(gconfig.Config)
 SECTIONS = sorted({k.rsplit(".", 1)[0] for k in CONFIG_KEYS})
 
 #: integer keys whose size is a cost (steps, widths, sample counts, ...): drawn from a small range
@@ -243,10 +252,28 @@ def overrides(draw: st.DrawFn, section: str = "") -> list[str]:
     return out
 
 
-def with_tiny(random: list[str]) -> list[str]:
+def tiny_for(family: str | None) -> dict[str, str]:
+    """The cheap settings that apply to ``family`` (all of them for an unknown family)."""
+    keys = FAMILY_KEYS.get(str(family))
+    return {k: v for k, v in TINY.items() if keys is None or not k.startswith("model.") or k in keys}
+
+
+def family_of(config: str, random: list[str]) -> str | None:
+    """The family a run would get: the last ``model.family=`` override, else the config's."""
+    for o in reversed(random):
+        key, _, value = o.partition("=")
+        if key.strip() == "model.family":
+            return value.strip()
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{config}.yaml"
+    if path.is_file():
+        return str((yaml.safe_load(path.read_text()).get("model") or {}).get("family", "flow_matching"))
+    return None
+
+
+def with_tiny(random: list[str], family: str | None = None) -> list[str]:
     """The random overrides, then the cheap settings of the keys they did not set."""
     touched = {o.split("=", 1)[0].strip() for o in random}
-    return [*random, *(f"{k}={v}" for k, v in TINY.items() if not _covered(k, touched))]
+    return [*random, *(f"{k}={v}" for k, v in tiny_for(family).items() if not _covered(k, touched))]
 
 
 def _covered(key: str, touched: set[str]) -> bool:
@@ -327,7 +354,8 @@ def test_fuzz_train(
         argv.append(config)
     else:
         argv += ["--family", family]
-    argv += [*with_tiny(random), "--out", str(out), *flags]
+    run_family = family_of(config, random) if command == "train" else family
+    argv += [*with_tiny(random, run_family), "--out", str(out), *flags]
     if not progress:
         argv.append("--no-progress")
     check_contract(argv, capsys)
@@ -336,7 +364,9 @@ def test_fuzz_train(
 # ---------------------------------------------------------------------------------------------
 # sample / eval / log-prob / reflow: random flags against trained runs
 
-RUN_TINY = [f"{k}={v}" for k, v in TINY.items() if k != "train.threads"]
+def run_tiny(family: str) -> list[str]:
+    """The cheap settings for a trained run of ``family``."""
+    return [f"{k}={v}" for k, v in tiny_for(family).items() if k != "train.threads"]
 
 
 @pytest.fixture(scope="module")
@@ -350,7 +380,8 @@ def runs(workdir: Path) -> dict[str, Path]:
         ("cond", "digits_cond", ["model.net.channel_mults=[1]", "eval.metrics=[acc,w2]"]),
     ]:
         out = workdir / "runs" / name
-        assert main(["train", config, *RUN_TINY, *extra, "--out", str(out), "--no-progress"]) == 0
+        tiny = run_tiny(str(family_of(config, [])))
+        assert main(["train", config, *tiny, *extra, "--out", str(out), "--no-progress"]) == 0
         dirs[name] = out
     dirs["missing"] = workdir / "runs" / "missing"
     empty = workdir / "runs" / "empty"
@@ -554,7 +585,7 @@ EDGE_CASES: list[list[str]] = [
     ["train", "moons", "a..b=1", "--out", "{tmp}"],
     ["train", "moons", "train.steps=.nan", "--out", "{tmp}"],
     ["train", "moons", "train=[1]", "--out", "{tmp}"],
-    ["train", "moons", "train.seed=99999999999999999999999", "--out", "{tmp}", *RUN_TINY],
+    ["train", "moons", "train.seed=99999999999999999999999", "--out", "{tmp}", *run_tiny("flow_matching")],
     ["sample", "{fm}", "--n", "1", "--seed", str(2**63), "--out", "{tmp}.npy"],
     ["sample", "{cond}", "--n", "2", "--label", "10", "--guidance", "nan", "--out", "{tmp}.npy"],
     ["eval", "{gan}", "--n", "2", "--checkpoint", "best", "--metrics", "nll"],

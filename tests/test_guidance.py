@@ -147,7 +147,9 @@ def test_class_conditional_digits_samples_have_the_requested_label(tmp_path) -> 
         ["train.steps=400", "train.batch_size=64", "model.net.base_channels=16", "train.ckpt_every=400"],
     )
     train(cfg, tmp_path / "cond", progress=False)
-    plain = evaluation.evaluate(tmp_path / "cond", n=300, metrics=["acc"], steps=10)
-    guided = evaluation.evaluate(tmp_path / "cond", n=300, metrics=["acc"], steps=10, guidance=2.0)
+    run = runs.load_run(tmp_path / "cond")
+    plain = evaluation.evaluate(run, n=300, metrics=["acc"], sample=runs.sample_settings(run.cfg, steps=10))
+    sample = runs.sample_settings(run.cfg, steps=10, guidance=2.0)
+    guided = evaluation.evaluate(run, n=300, metrics=["acc"], sample=sample)
     assert plain["metrics"]["acc"]["value"] > 0.7
     assert guided["metrics"]["acc"]["value"] > plain["metrics"]["acc"]["value"] - 0.02

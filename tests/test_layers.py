@@ -177,13 +177,11 @@ def test_importing_the_solvers_loads_nothing_above_them() -> None:
     assert not above, above
 
 
-def test_one_registration_per_family_and_the_app_builds_each() -> None:
-    """Every family is registered once, by its own module, and the app has a builder for it;
-    nothing else lists families."""
-    from genlab.app.builders import BUILDERS
+def test_one_registration_per_family_with_its_config_in_its_module() -> None:
+    """Every family is registered once, by its own module, next to its config dataclass (which
+    builds the model); nothing else lists families."""
     from genlab.models import FAMILIES
 
-    assert set(FAMILIES) == set(BUILDERS)
     registrations = [
         path.relative_to(PACKAGE).as_posix()
         for path in PACKAGE.rglob("*.py")
@@ -194,3 +192,5 @@ def test_one_registration_per_family_and_the_app_builds_each() -> None:
     assert all(r.startswith("models/") for r in registrations), registrations
     for family in FAMILIES.values():
         assert family.samplers and set(family.predictions) <= {"velocity", "noise", "data", "score"}
+        assert family.config.__module__ == family.model.__module__, family.name
+        assert family.config().family == family.name

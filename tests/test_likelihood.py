@@ -299,7 +299,9 @@ def test_likelihood_families_train_on_dequantised_images() -> None:
     from genlab.app.config import build_config
 
     for family, off_grid in (("realnvp", True), ("flow_matching", False)):
-        cfg = build_config({}, ["data.name=digits", f"model.family={family}", "model.net.kind=unet"])
+        cfg = build_config(
+            {}, ["data.name=digits", f"model.family={family}", "model.net.kind=unet"], shared=True
+        )
         x = training_sampler(cfg, build_dataset(cfg.data))(256, torch.Generator().manual_seed(0))
         p = (x + 1) * 8  # the loader's grid: integers 0..16
         assert bool(((p - p.round()).abs() <= 0.5 + 1e-6).all())

@@ -11,11 +11,14 @@ import torch
 from torch import nn
 
 import genlab.data.domains as domains_module
+import genlab.models.cyclegan as cyclegan_module
+import genlab.models.pix2pix as pix2pix_module
 import genlab.models.translation as translation_module
 from genlab.data import GaussianMixture, load_digits
 from genlab.data.domains import DOMAIN_TRANSFORMS, ImageTransform, TransformedImages, invert, rotate90
+from genlab.models import CycleGAN, Pix2Pix
 from genlab.models.gan_losses import cycle_consistency_loss
-from genlab.models.translation import TRANSLATION_LOSSES, CycleGAN, Pix2Pix, ResidualMLP
+from genlab.models.translation import TRANSLATION_LOSSES, ResidualMLP
 from genlab.paths.corruptions import Corruption, DataCoupling, make_corruption
 from genlab.paths.couplings import DataSource
 
@@ -405,6 +408,6 @@ def test_cyclegan_learns_to_shift_a_gaussian_blob():
 
 
 def test_docstring_examples_run():
-    for module in (translation_module, domains_module):
+    for module in (translation_module, pix2pix_module, cyclegan_module, domains_module):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0 and result.attempted > 0

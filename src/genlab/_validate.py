@@ -7,7 +7,7 @@ would be accepted, so a typo in a config never surfaces as a stack trace from in
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import torch
@@ -136,3 +136,29 @@ def check_class_labels(y: Any, num_classes: int, n: int, null_label: int | None 
         got = f"[{int(y.min())}, {int(y.max())}]"
         raise ValueError(f"labels y must lie in [0, {num_classes - 1}]{extra}; got values in {got}")
     return y.long()
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix (unknown key, wrong type, bad value); its
+    message is one line that names the setting and what would be accepted."""
+
+
+def check_choice(key: str, value: str, valid: Iterable[str]) -> None:
+    """Require ``value`` to be one of ``valid`` (a ConfigError naming the setting otherwise).
+
+    >>> check_choice("model.sde", "vp", ["ve", "vp"])
+    """
+    choices = sorted(valid)
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def check_min(key: str, value: float | None, low: float, strict: bool = False) -> None:
+    """Require ``value >= low`` (``> low`` when ``strict``); None passes, NaN fails."""
+    if value is None:
+        return
+    if value != value:  # NaN
+        raise ConfigError(f"{key} must be a number, got {value}")
+    if value < low or (strict and value == low):
+        op = ">" if strict else ">="
+        raise ConfigError(f"{key} must be {op} {low}, got {value}")

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -136,16 +137,12 @@ def _positive(value: int | None, flag: str) -> None:
         raise ConfigError(f"{flag} must be a positive integer, got {value}")
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "noise": args.noise,
-        "eta": args.eta,
-        "snr": args.snr,
-        "label": args.label,
-        "guidance": args.guidance,
-        "checkpoint": args.checkpoint,
-        "device": _device(args),
-    }
+def _sample_settings(args: argparse.Namespace, run: Any, n: int | None = None) -> Any:
+    """The run's sample settings with the sampling flags given."""
+    from genlab.app.runs import sample_settings
+
+    flags = ("solver", "steps", "seed", "sampler", "noise", "eta", "snr", "label", "guidance", "checkpoint")
+    return sample_settings(run.cfg, n=n, **{k: getattr(args, k) for k in flags})
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -191,36 +188,20 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
-    path = runs.sample_to_file(
-        args.run_dir,
-        args.n,
-        args.out,
-        args.solver,
-        args.steps,
-        args.seed,
-        args.sampler,
-        **_options(args),
-    )
+    run = runs.load_run(args.run_dir, checkpoint=args.checkpoint, device=_device(args))
+    path = runs.sample_to_file(run, args.out, _sample_settings(args, run, n=args.n))
     print(f"wrote {args.n} samples to {path}")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from genlab.app import evaluation, reporting
+    from genlab.app import evaluation, reporting, runs
 
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
     metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
-    result = evaluation.evaluate(
-        args.run_dir,
-        args.n,
-        metrics,
-        args.solver,
-        args.steps,
-        args.seed,
-        args.sampler,
-        **_options(args),
-    )
+    run = runs.load_run(args.run_dir, checkpoint=args.checkpoint, device=_device(args))
+    result = evaluation.evaluate(run, metrics=metrics, n=args.n, sample=_sample_settings(args, run))
     print(reporting.format_table(result))
     if "fd_classifier_test_accuracy" in result:
         acc = result["fd_classifier_test_accuracy"]
@@ -347,7 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return exit_process_group(_run(argv))
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    """Warnings of the genlab command read like its errors: one line on stderr."""
+    return f"genlab: warning: {message}\n"
+
+
 def _run(argv: Sequence[str] | None) -> int:
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # dotted overrides may also follow the flags: `genlab train moons --out X train.steps=10`

@@ -36,7 +36,6 @@ from genlab.app.builders import IMAGE_SETS
 from genlab.app.config import Config, ConfigError
 from genlab.app.reporting import compare_figure, compare_table
 from genlab.app.train import train
-from genlab.models import FAMILIES
 from genlab.training.checkpoint import list_checkpoints
 
 #: metrics ``compare`` can put in its table (each only where it is defined for a config)
@@ -65,23 +64,14 @@ class Entry:
     resolved: dict[str, Any]  # the config before the budget: a later edit of it is detected
 
 
-#: data couplings start flow matching from a corrupted image, which has no density to follow back
-DATA_COUPLINGS = ("inpaint", "superres", "denoise")
-
-
 def metrics_for(cfg: Config, requested: Sequence[str] | None) -> list[str]:
     """The metrics of one config: ``requested`` where defined, else the default for its data
     (2D: W2, MMD²; digits: FD, W2; other images: W2) plus the NLL where the family has one."""
     digits = cfg.data.name == "digits"
     images = cfg.data.name in IMAGE_SETS
     m = cfg.model
-    has_nll = (
-        FAMILIES[m.family].has_log_prob
-        and not (m.family == "vae" and m.ae.likelihood == "bernoulli")
-        and m.source == "gaussian"
-        and m.coupling not in DATA_COUPLINGS
-    )
-    conditional = bool(m.net.class_conditional)
+    has_nll = m.has_log_prob()
+    conditional = m.class_conditional
     defined = {
         "w2": True,
         "mmd": not images,
@@ -119,7 +109,7 @@ def resolve_all(
     if budgeted:
         raise ConfigError(f"{budgeted[0]}: --budget sets the training steps of a comparison; drop it")
     names = _names(configs)
-    cfgs = [runs.resolve_config(c, list(base)) for c in configs]
+    cfgs = [runs.resolve_config(c, list(base), shared=True) for c in configs]
     data: dict[str, list[str]] = {}
     for name, cfg in zip(names, cfgs, strict=True):
         data.setdefault(json.dumps(asdict(cfg.data), sort_keys=True, default=str), []).append(name)
@@ -267,7 +257,7 @@ def run_one(entry: Entry, seed: int, run_dir: Path, n: int, progress: bool) -> d
         record = json.loads(record_path.read_text())
         if record.get("steps") == entry.steps:
             return {**record, "reused": True}
-    cfg = runs.resolve_config(entry.config, [*entry.overrides, f"train.seed={seed}"])
+    cfg = runs.resolve_config(entry.config, [*entry.overrides, f"train.seed={seed}"], shared=True)
     resume = bool(list_checkpoints(run_dir))
     try:
         res = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)

@@ -78,7 +78,7 @@ def run_conditioning(
         if guidance is not None:
             if guidance < 0:
                 raise ConfigError(f"--guidance must be >= 0, got {guidance}")
-            if cfg.model.label_dropout == 0:
+            if getattr(cfg.model, "label_dropout", None) == 0:  # the GAN refuses guidance itself
                 raise ConfigError(
                     "--guidance needs the unconditional field, but this run trained with "
                     "model.label_dropout=0 (never saw the null label); retrain with model.label_dropout=0.1"

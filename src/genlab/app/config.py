@@ -19,12 +19,14 @@ from typing import Any, Union
 
 import yaml
 
+from genlab._validate import ConfigError, check_choice, check_min
 from genlab.devices import DEVICE_HELP, PRECISIONS
+from genlab.models import FAMILIES, FamilyConfig
+from genlab.models.flow_matching import FlowMatchingConfig
+from genlab.models.registry import plain_values
 from genlab.training.config import TrainConfig
 
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix (unknown key, wrong type, bad file)."""
+__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "SampleConfig", "build_config", "load_config"]
 
 
 @dataclass
@@ -32,77 +34,6 @@ class DataConfig:
     name: str = "moons"  # 2D toy (moons, 8gaussians, ...), digits, mnist, cifar10, or array
     path: str | None = None  # .npy/.csv file for name=array; directory for mnist / cifar10
     split: str = "train"  # split used for training (image data sets)
-
-
-@dataclass
-class NetConfig:
-    kind: str = "mlp"  # mlp (vectors), unet (images); vae/gan images: conv, style (GAN generator)
-    width: int = 256  # mlp: hidden width
-    depth: int = 4  # mlp: number of hidden layers
-    activation: str = "silu"  # mlp: silu, relu, gelu, tanh, elu, softplus
-    time_embedding: str = "sinusoidal"  # sinusoidal or fourier
-    time_dim: int = 64  # size of the time features
-    base_channels: int = 32  # unet: channels at full resolution
-    channel_mults: tuple[int, ...] = (1, 2)  # unet: channel multiplier per resolution
-    num_res_blocks: int = 1  # unet: residual blocks per resolution
-    attention: bool = False  # unet: self-attention at the lowest resolution
-    dropout: float = 0.0  # unet: dropout in residual blocks
-    class_conditional: bool = False  # condition on labels (with a null token for guidance)
-
-
-@dataclass
-class AutoencoderConfig:
-    latent_dim: int | None = None  # vae: size of z (None: 2 for vectors, 16 for images)
-    likelihood: str = "gaussian"  # vae: gaussian or bernoulli (binarised images)
-    decoder_std: float | None = None  # vae: fixed std of the Gaussian decoder (None: learned)
-    beta: float | None = None  # vae: KL weight (None: 1); vqvae: commitment weight (None: 0.25)
-    iwae_k: int = 64  # vae: importance samples of the NLL estimate (metric nll)
-    num_codes: int = 32  # vqvae: codebook size K
-    code_dim: int = 16  # vqvae: dimension of a code
-    downsample: int = 2  # vqvae: the code grid is (H / downsample) x (W / downsample)
-    codebook_lr_scale: float = 10.0  # vqvae: learning-rate multiplier of the codebook
-
-
-@dataclass
-class GANConfig:
-    loss: str = "nonsaturating"  # minimax, nonsaturating, lsgan, wgan, wgan-gp
-    loss_args: dict[str, float] = field(default_factory=dict)  # lsgan: {a: 0, b: 1, c: 1}
-    latent_dim: int = 32  # size of z
-    n_critic: int = 1  # discriminator updates per generator update (wgan: 5)
-    clip: float = 0.01  # wgan: critic weights clamped to [-clip, clip]
-    gp_weight: float = 10.0  # wgan-gp: gradient-penalty weight lambda
-    l1_weight: float = 100.0  # pix2pix: weight of the L1 term
-    cycle_weight: float = 10.0  # cyclegan: weight of the cycle-consistency term
-    corruption: str = "superres"  # pix2pix: input made from the target (superres, inpaint, denoise)
-    corruption_args: dict[str, int | float | str] = field(default_factory=dict)  # {factor: 2}
-    domain: str = "inverted"  # cyclegan: domain A, a 2D toy set or inverted / rotated images
-
-
-@dataclass
-class ModelConfig:
-    family: str = "flow_matching"  # flow_matching, diffusion, ddpm, cnf, realnvp, vae, vqvae, gan, ...
-    path: str = "linear"  # flow matching: linear, ot, vp, ve, cosine, polynomial, ddpm
-    path_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_min: 0.01}
-    prediction: str | None = None  # network output: velocity, noise, data, score (None: family default)
-    sde: str = "vp"  # diffusion: ve, vp, subvp
-    sde_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_max: 10.0}
-    weighting: str = "sigma2"  # diffusion: sigma2, likelihood, none
-    num_steps: int = 1000  # ddpm: number of discrete steps T
-    cnf_steps: int = 8  # cnf: RK4 steps per maximum-likelihood training solve
-    divergence: str = "hutchinson"  # cnf training: hutchinson or exact
-    kinetic: float = 0.0  # cnf: weight of the kinetic-energy regulariser
-    flow_layers: int = 8  # realnvp: coupling layers
-    flow_hidden: int = 128  # realnvp: conditioner width
-    coupling: str = "independent"  # flow matching: independent, ot, sb, inpaint, superres, denoise
-    coupling_args: dict[str, int | float | bool | str] = field(
-        default_factory=dict
-    )  # {method: exact}, {sigma: 0.5}
-    source: str = "gaussian"  # flow matching: gaussian, or a 2D toy data set (8gaussians -> moons)
-    label_dropout: float = 0.1  # class-conditional nets: probability of the "no label" token (guidance)
-    reflow_pairs: str | None = None  # flow matching: train on the pairs file `genlab reflow` wrote
-    net: NetConfig = field(default_factory=NetConfig)  # velocity / score network (not realnvp)
-    ae: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # vae, vqvae
-    gan: GANConfig = field(default_factory=GANConfig)  # gan, pix2pix, cyclegan
 
 
 @dataclass
@@ -130,22 +61,14 @@ class EvalConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: FamilyConfig = field(default_factory=FlowMatchingConfig)  # the section of model.family
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples become lists) suitable for YAML / JSON."""
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
+        return plain_values(dataclasses.asdict(self))
 
 
 def _type_name(tp: Any) -> str:
@@ -221,11 +144,130 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if tp is FamilyConfig:
+            kwargs[name] = _build_model_section(value, key)
+        elif dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, key)  # type: ignore[arg-type]
         else:
             kwargs[name] = _coerce(value, tp, key)
     return cls(**kwargs)
+
+
+def _build_model_section(data: Any, prefix: str) -> FamilyConfig:
+    """The ``model`` section as the config dataclass of its ``family`` (flow_matching if unset).
+
+    Configs written before the sections were split per family hold every family's keys; a key
+    the family does not read is dropped when it holds the value every run wrote by default,
+    and refused in one line otherwise (it would be silently ignored)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix} must be a mapping of keys to values, got {data!r}")
+    family = data.get("family", "flow_matching")
+    if not isinstance(family, str):
+        raise ConfigError(f"{prefix}.family must be a string, got {family!r}")
+    check_choice(f"{prefix}.family", family, FAMILIES)
+    cls = FAMILIES[family].config
+    return _build(cls, _without_foreign_keys(data, cls, family, prefix, _family_defaults()), prefix)  # type: ignore[no-any-return]
+
+
+def _switch_family(tree: dict[str, Any], families: list[Any]) -> None:
+    """An override that changes ``model.family`` keeps only the settings of the file's model
+    section that the new family reads (the others described the file's family)."""
+    section = tree.get("model")
+    if not families or not isinstance(section, dict) or not isinstance(families[-1], str):
+        return
+    new = families[-1]
+    if new == section.get("family", "flow_matching") or new not in FAMILIES:
+        return
+    tree["model"] = _without_foreign_keys(
+        section, FAMILIES[new].config, new, "model", _family_defaults(), drop=True
+    )
+
+
+def _foreign_override(family: Any, key: str, value: Any, shared: bool) -> bool:
+    """Whether ``key`` is a model setting of other families only: refused, or with ``shared``
+    skipped with a warning (an override shared by runs of several families applies where it
+    can)."""
+    if (
+        not key.startswith("model.")
+        or key == "model.family"
+        or not isinstance(family, str)
+        or family not in FAMILIES
+    ):
+        return False
+    defaults = _family_defaults()
+    dotted = key[len("model.") :]
+    if _lookup(defaults[family], dotted) is not _MISSING:
+        return False
+    readers = sorted(name for name, d in defaults.items() if _lookup(d, dotted) is not _MISSING)
+    if not readers:
+        return False  # unknown everywhere: refused with the valid keys
+    what = f"{key}={value} is a setting of model.family={' / '.join(readers)}"
+    if not shared:
+        raise ConfigError(f"{what}, not of {family}; remove it or set model.family")
+    warnings.warn(
+        f"{what}; ignored for {family}",
+        UserWarning,
+        stacklevel=3,
+    )
+    return True
+
+
+def _family_defaults() -> dict[str, dict[str, Any]]:
+    """Every family's model section with its default values, by family."""
+    return {name: fam.config().to_dict() for name, fam in FAMILIES.items()}
+
+
+def _without_foreign_keys(
+    data: dict[str, Any],
+    cls: type,
+    family: str,
+    prefix: str,
+    defaults: dict[str, Any],
+    path: str = "",
+    drop: bool = False,
+) -> dict[str, Any]:
+    """``data`` less the keys of other families that hold a default value (see above), or
+    whatever their value with ``drop``."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{path}.{key}" if path else key
+        if key in fields:
+            sub = hints[key]
+            if dataclasses.is_dataclass(sub) and isinstance(value, dict):
+                value = _without_foreign_keys(value, sub, family, prefix, defaults, dotted, drop)  # type: ignore[arg-type]
+            kept[key] = value
+            continue
+        readers = {name: d for name, d in defaults.items() if _lookup(d, dotted) is not _MISSING}
+        if not readers:
+            kept[key] = value  # unknown everywhere: refused by _build with the valid keys
+        elif not drop and not _is_default(value, dotted, readers):
+            raise ConfigError(
+                f"{prefix}.{dotted} applies to model.family={' / '.join(sorted(readers))}, not to {family}; "
+                f"remove it or set {prefix}.family"
+            )
+    return kept
+
+
+_MISSING = object()
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
+def _is_default(value: Any, dotted: str, readers: dict[str, Any]) -> bool:
+    """Whether ``value`` (a plain value, or a section of them) is a default of a family."""
+    if isinstance(value, dict):
+        return all(_is_default(v, f"{dotted}.{k}", readers) for k, v in value.items())
+    return any(plain_values(value) == _lookup(d, dotted) for d in readers.values())
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -257,18 +299,29 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def build_config(data: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Config from a nested dict plus dotted overrides, fully validated."""
-    tree = _plain(dict(data or {}))
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_dotted(tree, key, value)
+def build_config(
+    data: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (), shared: bool = False
+) -> Config:
+    """Config from a nested dict plus dotted overrides, fully validated. A model setting of
+    another family is refused, or with ``shared`` (overrides given to runs of several
+    families, as ``compare`` does) skipped with a warning."""
+    tree = plain_values(dict(data or {}))
+    parsed = [parse_override(text) for text in overrides]
+    _switch_family(tree, [value for key, value in parsed if key == "model.family"])
+    section = tree.get("model")
+    family = section.get("family", "flow_matching") if isinstance(section, dict) else "flow_matching"
+    family = next((v for k, v in reversed(parsed) if k == "model.family"), family)
+    for key, value in parsed:
+        if not _foreign_override(family, key, value, shared):
+            _set_dotted(tree, key, value)
     cfg = _build(Config, tree, "")
     validate(cfg)
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), shared: bool = False
+) -> Config:
     """Read a YAML config file and apply overrides; a missing or corrupt file is a ConfigError."""
     p = Path(path)
     if not p.is_file():
@@ -281,81 +334,36 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping (sections data, model, ...)")
-    return build_config(data, overrides)
-
-
-def _check_choice(key: str, value: str, valid: typing.Iterable[str]) -> None:
-    valid = sorted(valid)
-    if value not in valid:
-        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
-
-
-def _check_min(key: str, value: float | int | None, low: float, strict: bool = False) -> None:
-    if value is None:
-        return
-    if value != value:  # NaN
-        raise ConfigError(f"{key} must be a number, got {value}")
-    if value < low or (strict and value == low):
-        op = ">" if strict else ">="
-        raise ConfigError(f"{key} must be {op} {low}, got {value}")
+    return build_config(data, overrides, shared)
 
 
 def validate(cfg: Config) -> None:
     """Value checks that need no data: names from the registries, positive sizes."""
-    from genlab.models import FAMILIES
-    from genlab.paths import SCHEDULES
-    from genlab.paths.gaussian import DEPRECATED_PREDICTIONS
-    from genlab.paths.sde import SDES
+    from genlab.metrics import SAMPLE_METRICS
     from genlab.solvers import SOLVERS
 
-    _check_choice("model.family", cfg.model.family, FAMILIES)
-    _check_choice("model.path", cfg.model.path, SCHEDULES)
-    _check_choice("model.sde", cfg.model.sde, SDES)
-    _check_choice("model.weighting", cfg.model.weighting, ["sigma2", "likelihood", "none"])
-    if cfg.model.prediction in DEPRECATED_PREDICTIONS:  # saved runs and old configs keep loading
-        new = DEPRECATED_PREDICTIONS[cfg.model.prediction]
-        warnings.warn(
-            f"model.prediction={cfg.model.prediction} is now called {new} (genlab's x_0 is the noise, "
-            f"x_1 the data); read as model.prediction={new}",
-            FutureWarning,
-            stacklevel=2,
-        )
-        cfg.model.prediction = new
-    family = FAMILIES[cfg.model.family]
-    if cfg.model.prediction is not None and family.predictions:  # the others predict no path quantity
-        _check_choice("model.prediction", cfg.model.prediction, family.predictions)
-    samplers = family.samplers
+    cfg.model.validate()
+    samplers = FAMILIES[cfg.model.family].samplers
     if cfg.sample.sampler is not None and cfg.sample.sampler not in samplers:
         raise ConfigError(
             f"sample.sampler={cfg.sample.sampler!r} is not available for model.family="
             f"{cfg.model.family}; choose one of: {', '.join(samplers)}"
         )
-    _check_min("model.num_steps", cfg.model.num_steps, 2)
-    _check_min("model.cnf_steps", cfg.model.cnf_steps, 1)
-    _check_min("model.kinetic", cfg.model.kinetic, 0.0)
-    _check_min("model.flow_layers", cfg.model.flow_layers, 2)
-    _check_min("model.flow_hidden", cfg.model.flow_hidden, 1)
-    _check_choice("model.divergence", cfg.model.divergence, ["hutchinson", "exact"])
-    _check_min("sample.noise", cfg.sample.noise, 0.0)
-    _check_min("sample.snr", cfg.sample.snr, 0.0, strict=True)
-    if not 0.0 <= cfg.sample.eta <= 1.0:
-        raise ConfigError(f"sample.eta must be in [0, 1], got {cfg.sample.eta}")
-    _check_choice("model.net.kind", cfg.model.net.kind, ["mlp", "unet", "conv", "style"])
-    _check_choice("train.optimizer", cfg.train.optimizer, ["adam", "adamw", "rmsprop"])
+    validate_sample(cfg)
+    check_choice("train.optimizer", cfg.train.optimizer, ["adam", "adamw", "rmsprop"])
     if len(cfg.train.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.train.betas):
         raise ConfigError(f"train.betas must be two numbers in [0, 1), got {list(cfg.train.betas)}")
-    _check_min("train.d_lr", cfg.train.d_lr, 0.0, strict=True)
-    _check_min("train.eval_every", cfg.train.eval_every, 0)
-    _check_min("train.eval_n", cfg.train.eval_n, 2)
+    check_min("train.d_lr", cfg.train.d_lr, 0.0, strict=True)
+    check_min("train.eval_every", cfg.train.eval_every, 0)
+    check_min("train.eval_n", cfg.train.eval_n, 2)
     if cfg.train.eval_metric is not None:
-        _check_choice("train.eval_metric", cfg.train.eval_metric, ["w2", "mmd", "fd"])
-    _check_choice("sample.checkpoint", cfg.sample.checkpoint, ["last", "best"])
-    _check_choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
-    _check_choice("train.precision", cfg.train.precision, PRECISIONS)
+        check_choice("train.eval_metric", cfg.train.eval_metric, ["w2", "mmd", "fd"])
+    check_choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
+    check_choice("train.precision", cfg.train.precision, PRECISIONS)
     check_device_name("train.device", cfg.train.device)
     if isinstance(cfg.train.compile, str):
-        _check_choice("train.compile", cfg.train.compile, COMPILE_MODES)
-    _check_choice("sample.solver", cfg.sample.solver, SOLVERS)
+        check_choice("train.compile", cfg.train.compile, COMPILE_MODES)
+    check_choice("sample.solver", cfg.sample.solver, SOLVERS)
     for key, value in [
         ("train.steps", cfg.train.steps),
         ("train.batch_size", cfg.train.batch_size),
@@ -364,22 +372,39 @@ def validate(cfg: Config) -> None:
         ("sample.steps", cfg.sample.steps),
         ("sample.n", cfg.sample.n),
         ("eval.n", cfg.eval.n),
-        ("model.net.width", cfg.model.net.width),
-        ("model.net.depth", cfg.model.net.depth),
     ]:
-        _check_min(key, value, 1)
-    _check_min("train.lr", cfg.train.lr, 0.0, strict=True)
-    _check_min("train.warmup_steps", cfg.train.warmup_steps, 0)
-    _check_min("train.grad_clip", cfg.train.grad_clip, 0.0, strict=True)
-    _check_min("train.keep_checkpoints", cfg.train.keep_checkpoints, 1)
+        check_min(key, value, 1)
+    check_min("train.lr", cfg.train.lr, 0.0, strict=True)
+    check_min("train.warmup_steps", cfg.train.warmup_steps, 0)
+    check_min("train.grad_clip", cfg.train.grad_clip, 0.0, strict=True)
+    check_min("train.keep_checkpoints", cfg.train.keep_checkpoints, 1)
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
-    from genlab.metrics import SAMPLE_METRICS
-
     for name in cfg.eval.metrics:
-        _check_choice("eval.metrics", name, [*SAMPLE_METRICS, *RUN_METRICS])
-    _validate_couplings(cfg)
-    _validate_latent_families(cfg)
+        check_choice("eval.metrics", name, [*SAMPLE_METRICS, *RUN_METRICS])
+
+
+def validate_sample(cfg: Config) -> None:
+    """The sample section, and its settings that need a class-conditional model."""
+    sample = cfg.sample
+    check_min("sample.noise", sample.noise, 0.0)
+    check_min("sample.snr", sample.snr, 0.0, strict=True)
+    if not 0.0 <= sample.eta <= 1.0:
+        raise ConfigError(f"sample.eta must be in [0, 1], got {sample.eta}")
+    check_choice("sample.checkpoint", sample.checkpoint, ["last", "best"])
+    conditional: list[tuple[str, float | int | None]] = [
+        ("sample.guidance", sample.guidance),
+        ("sample.label", sample.label),
+    ]
+    for key, setting in conditional:
+        if setting is not None and not cfg.model.class_conditional:
+            raise ConfigError(
+                f"{key}={setting} needs a class-conditional model (model.net.class_conditional=true)"
+            )
+    if sample.guidance is not None and sample.guidance < 0:
+        raise ConfigError(f"sample.guidance must be >= 0, got {sample.guidance}")
+    if sample.label is not None and sample.label < -1:
+        raise ConfigError(f"sample.label must be a class index >= 0 (or -1 for none), got {sample.label}")
 
 
 #: modes of torch.compile that train.compile accepts besides true / false
@@ -393,77 +418,5 @@ def check_device_name(key: str, value: str) -> None:
         raise ConfigError(f"{key}={value!r} is not a device; use {DEVICE_HELP}")
 
 
-def _validate_latent_families(cfg: Config) -> None:
-    """Ranges and names of the VAE / VQ-VAE (model.ae) and GAN (model.gan) settings."""
-    from genlab.data import TOY_DATASETS
-    from genlab.models.gan_losses import GAN_LOSSES
-    from genlab.paths import CORRUPTIONS
-
-    ae, gan = cfg.model.ae, cfg.model.gan
-    _check_min("model.ae.latent_dim", ae.latent_dim, 1)
-    _check_choice("model.ae.likelihood", ae.likelihood, ["gaussian", "bernoulli"])
-    _check_min("model.ae.decoder_std", ae.decoder_std, 0.0, strict=True)
-    _check_min("model.ae.beta", ae.beta, 0.0)
-    _check_min("model.ae.iwae_k", ae.iwae_k, 1)
-    _check_min("model.ae.num_codes", ae.num_codes, 2)
-    _check_min("model.ae.code_dim", ae.code_dim, 1)
-    _check_choice("model.ae.downsample", str(ae.downsample), ["2", "4"])
-    _check_min("model.ae.codebook_lr_scale", ae.codebook_lr_scale, 0.0, strict=True)
-    if ae.likelihood == "bernoulli" and ae.decoder_std is not None:
-        raise ConfigError("model.ae.decoder_std applies to model.ae.likelihood=gaussian only")
-    _check_choice("model.gan.loss", gan.loss, GAN_LOSSES)
-    _check_min("model.gan.latent_dim", gan.latent_dim, 1)
-    _check_min("model.gan.n_critic", gan.n_critic, 1)
-    _check_min("model.gan.clip", gan.clip, 0.0, strict=True)
-    _check_min("model.gan.gp_weight", gan.gp_weight, 0.0, strict=True)
-    _check_min("model.gan.l1_weight", gan.l1_weight, 0.0)
-    _check_min("model.gan.cycle_weight", gan.cycle_weight, 0.0)
-    _check_choice("model.gan.corruption", gan.corruption, CORRUPTIONS)
-    _check_choice("model.gan.domain", gan.domain, ["inverted", "rotated", *TOY_DATASETS])
-
-
 #: metrics computed from a run rather than from two sample sets (see evaluation.evaluate)
 RUN_METRICS = ("fd", "nll", "acc", "straightness")
-
-
-def _validate_couplings(cfg: Config) -> None:
-    """Couplings, sources, label dropout and guidance settings."""
-    from genlab.data import TOY_DATASETS
-    from genlab.paths import COUPLINGS
-
-    m = cfg.model
-    _check_choice("model.coupling", m.coupling, COUPLINGS)
-    _check_choice("model.source", m.source, ["gaussian", *TOY_DATASETS])
-    if not 0.0 <= m.label_dropout < 1.0:
-        raise ConfigError(f"model.label_dropout must be in [0, 1), got {m.label_dropout}")
-    if m.family != "flow_matching":
-        for key, value, default in [
-            ("coupling", m.coupling, "independent"),
-            ("source", m.source, "gaussian"),
-            ("reflow_pairs", m.reflow_pairs, None),
-        ]:
-            if value != default:
-                raise ConfigError(
-                    f"model.{key}={value} applies to model.family=flow_matching only "
-                    f"(got model.family={m.family})"
-                )
-    if m.coupling == "sb" and m.path != "linear":
-        raise ConfigError(
-            "model.coupling=sb trains on the Brownian-bridge path around the linear one; "
-            f"leave model.path=linear (got {m.path})"
-        )
-    if m.coupling_args.get("label_aware") and not m.net.class_conditional:
-        raise ConfigError("model.coupling_args.label_aware=true needs model.net.class_conditional=true")
-    conditional: list[tuple[str, float | int | None]] = [
-        ("sample.guidance", cfg.sample.guidance),
-        ("sample.label", cfg.sample.label),
-    ]
-    for key, setting in conditional:
-        if setting is not None and not m.net.class_conditional:
-            raise ConfigError(
-                f"{key}={setting} needs a class-conditional model (model.net.class_conditional=true)"
-            )
-    if cfg.sample.guidance is not None and cfg.sample.guidance < 0:
-        raise ConfigError(f"sample.guidance must be >= 0, got {cfg.sample.guidance}")
-    if cfg.sample.label is not None and cfg.sample.label < -1:
-        raise ConfigError(f"sample.label must be a class index >= 0 (or -1 for none), got {cfg.sample.label}")

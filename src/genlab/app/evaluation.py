@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ import torch
 from genlab._atomic import atomic_write_json
 from genlab.app.builders import IMAGE_LEVELS, build_dataset
 from genlab.app.conditioning import run_conditioning
-from genlab.app.config import Config, ConfigError
-from genlab.app.runs import Run, generate, load_run
+from genlab.app.config import Config, ConfigError, SampleConfig
+from genlab.app.runs import Run, as_run, generate, load_run, sample_settings
 from genlab.data.images import ImageDataset
 from genlab.devices import device_of, make_generator
 from genlab.models.registry import likelihood_families
+from genlab.models.vae import VAEConfig
 
 #: seeds of the reference, labels and samples that choose the best checkpoint (evaluate uses others)
 SELECTION_SEED = 1_000_003
@@ -43,6 +45,7 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
     )
     ref = dataset.sample(n, torch.Generator().manual_seed(SELECTION_SEED))
     cond = run_conditioning(run, n, gen=torch.Generator().manual_seed(SELECTION_SEED + 1))
+    sample = dataclasses.replace(sample_settings(cfg), seed=SELECTION_SEED + 2)
 
     def evaluate(current: Any) -> float:
         run.model, run.device = current, device_of(current)  # the trainer has moved it to its device
@@ -50,7 +53,7 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
             current.eval()
             param = next(current.parameters())
             current.fit_prior(dataset.images.to(param.device, param.dtype))
-        x = generate(run, n, seed=SELECTION_SEED + 2, cond=cond).x
+        x = generate(run, n, sample, cond=cond).x
         if metric == "fd":
             from genlab.metrics import frechet_digits_distance, get_digits_classifier
 
@@ -72,20 +75,17 @@ def _reference(run: Run, n: int, gen: torch.Generator) -> tuple[torch.Tensor, An
 
 
 def evaluate(
-    run_dir: str | Path,
-    n: int | None = None,
+    run: Run | str | Path,
+    *,
     metrics: list[str] | None = None,
-    solver: str | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
-    sampler: str | None = None,
-    label: int | None = None,
-    guidance: float | None = None,
+    n: int | None = None,
+    sample: SampleConfig | None = None,
     checkpoint: str | None = None,
     device: str | torch.device | None = "auto",
-    **options: Any,
 ) -> dict[str, Any]:
-    """Metrics of generated samples against held-out data, each next to its floor.
+    """Metrics of ``n`` generated samples (default ``eval.n``), drawn with the settings of
+    ``sample`` (default: the run's; see :func:`~genlab.app.runs.sample_settings`), against
+    held-out data, each next to its floor.
 
     The floor is the same metric between two independent samples of the true data (for
     digits: the train split against the test split), i.e. what a perfect model would score.
@@ -96,7 +96,8 @@ def evaluate(
     from genlab.app.config import RUN_METRICS
     from genlab.metrics import SAMPLE_METRICS, compute_metrics
 
-    run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    run = as_run(run, checkpoint, device)
+    sample = sample if sample is not None else sample_settings(run.cfg)
     n = n or run.cfg.eval.n
     names = list(metrics or run.cfg.eval.metrics)
     for name in names:
@@ -107,8 +108,8 @@ def evaluate(
         raise ConfigError(
             f"metric nll needs a model with a likelihood; families with one: {likelihood_families()}"
         )
-    if "nll" in names and run.cfg.model.family == "vae" and run.cfg.model.ae.likelihood == "bernoulli":
-        if isinstance(run.dataset, ImageDataset):
+    if "nll" in names and not run.cfg.model.has_log_prob():
+        if isinstance(run.dataset, ImageDataset):  # a Bernoulli VAE
             raise ConfigError(
                 "metric nll of a Bernoulli VAE is a probability of binary pixels, not a density of "
                 "dequantised images (bits/dim); train with model.ae.likelihood=gaussian to compare NLLs"
@@ -118,14 +119,14 @@ def evaluate(
             raise ConfigError(f"metric {name} (from the digits classifier) needs data.name=digits")
     if "straightness" in names and "ode" not in run.model.SAMPLERS:
         raise ConfigError(f"metric straightness needs an ODE sampler; model.family={run.cfg.model.family}")
-    cond = run_conditioning(run, n, label, guidance)
+    cond = run_conditioning(run, n, sample.label, sample.guidance)
     if "acc" in names and (cond.y is None or bool((cond.y < 0).any())):
         raise ConfigError("metric acc needs a class-conditional run sampled with labels (not --label -1)")
     keep = "straightness" in names
-    if keep and (sampler or run.cfg.sample.sampler or "ode") != "ode":
+    if keep and sample.sampler != "ode":
         raise ConfigError("metric straightness follows the ODE paths; evaluate it with --sampler ode")
     t0 = time.perf_counter()
-    sol = generate(run, n, solver, steps, seed, keep, sampler=sampler, cond=cond, **options)
+    sol = generate(run, n, sample, return_trajectory=keep, cond=cond)
     sample_s = time.perf_counter() - t0
     gen_ref = torch.Generator().manual_seed(2_000_003)
     ref, pool = _reference(run, n, gen_ref)
@@ -139,7 +140,7 @@ def evaluate(
     extra: dict[str, Any] = {}
     if "nll" in names:
         values["nll"], floors["nll"], extra["nll_unit"] = _nll(run, ref)
-        if run.cfg.model.family == "vae":
+        if isinstance(run.cfg.model, VAEConfig):
             k = run.cfg.model.ae.iwae_k
             extra["nll_estimate"] = f"IWAE bound with K = {k}: an upper bound on the NLL"
     if "fd" in names:
@@ -168,15 +169,15 @@ def evaluate(
         "device": str(run.device),  # where the samples were drawn
         "trained_on": run.cfg.train.device,
         "n": n,
-        "sampler": sampler or run.cfg.sample.sampler or run.model.SAMPLERS[0],
-        "solver": solver or run.cfg.sample.solver,
-        "steps": steps or run.cfg.sample.steps,
+        "sampler": sample.sampler,
+        "solver": sample.solver,
+        "steps": sample.steps,
         "nfe": sol.nfe,
         "sample_s": sample_s,  # wall time of drawing the n samples
         "ema": run.ema,
-        "checkpoint": checkpoint or run.cfg.sample.checkpoint,
+        "checkpoint": checkpoint or sample.checkpoint,
         "guidance": cond.guidance,
-        "label": label if label is not None else run.cfg.sample.label,
+        "label": sample.label,
         "metrics": {k: {"value": values[k], "floor": floors.get(k)} for k in names},
         **extra,
     }

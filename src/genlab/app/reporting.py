@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from genlab.app.conditioning import model_classes, run_conditioning
-from genlab.app.runs import Run, generate, load_run
+from genlab.app.runs import Run, generate, load_run, sample_settings
 from genlab.data.images import ImageDataset
 
 
@@ -40,7 +40,8 @@ def make_figures(
     if "ode" not in run.model.SAMPLERS:  # no flow in time to draw (RealNVP)
         written.append(Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png")))
         return written
-    sol = generate(run, n, return_trajectory=True, sampler="ode")  # the flow, for the pictures
+    ode = sample_settings(run.cfg, sampler="ode")
+    sol = generate(run, n, ode, return_trajectory=True)  # the flow, for the pictures
     traj = sol.trajectory
     assert traj is not None
     ev = run.run_dir / "eval.json"
@@ -91,7 +92,8 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
         # transform has none (one row)
         for k in range(1 if run.cfg.model.family == "cyclegan" else 3):
             cond = run_conditioning(run, 12, gen=torch.Generator().manual_seed(run.cfg.sample.seed + k))
-            draws.append((cond, generate(run, 12, seed=run.cfg.sample.seed + k, cond=cond).x))
+            seeded = sample_settings(run.cfg, seed=run.cfg.sample.seed + k)
+            draws.append((cond, generate(run, 12, seeded, cond=cond).x))
         first = draws[0][0]
         assert first.x0 is not None  # a data-coupling run always has inputs
         samples = torch.stack([x for _, x in draws])  # (3, 12, C, H, W)
@@ -103,7 +105,7 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
     per = 8
     guidance = run.cfg.sample.guidance
     y = torch.arange(classes).repeat_interleave(per)
-    cond = Conditioning(y=y, guidance=guidance if run.cfg.model.label_dropout > 0 else None)
+    cond = Conditioning(y=y, guidance=guidance if run.cfg.model.label_dropout_rate > 0 else None)
     x = generate(run, classes * per, cond=cond).x
     title = "one class per row" + (f", guidance w = {cond.guidance:g}" if cond.guidance is not None else "")
     return [Path(viz.plot_image_grid(x, fig_dir / "samples_by_class.png", nrow=per, title=title))]

@@ -35,17 +35,20 @@ def packaged_configs() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def resolve_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a YAML file, or a packaged config by name (``moons``, ``digits``, ...)."""
+def resolve_config(
+    name_or_path: str, overrides: list[str] | tuple[str, ...] = (), shared: bool = False
+) -> Config:
+    """Load a YAML file, or a packaged config by name (``moons``, ``digits``, ...); ``shared``
+    overrides skip the model settings of other families (see :func:`build_config`)."""
     path = Path(name_or_path)
     if not path.exists() and name_or_path in packaged_configs():
         text = (resources.files("genlab") / "configs" / f"{name_or_path}.yaml").read_text()
-        return build_config(yaml.safe_load(text), overrides)
+        return build_config(yaml.safe_load(text), overrides, shared)
     if not path.exists():
         raise ConfigError(
             f"config {name_or_path!r} not found; give a YAML file or one of: {', '.join(packaged_configs())}"
         )
-    return load_config(path, overrides)
+    return load_config(path, overrides, shared)
 
 
 @dataclass
@@ -107,96 +110,106 @@ def load_run(
     return Run(cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=ema, device=target)
 
 
-def sampler_options(
-    sampler: str, sc: SampleConfig, overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The options a sampler takes, from the run's sample config and explicit overrides."""
-    keys = {"ddim": ("eta",), "extension": ("noise",), "pc": ("snr",)}.get(sampler, ())
-    values = {k: getattr(sc, k) for k in keys}
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key not in keys:
-            raise ConfigError(f"--{key} does not apply to sampler {sampler!r}")
-        values[key] = value
-    return values
+#: the settings of SampleConfig each sampler reads besides sampler, solver, steps and seed
+SAMPLER_OPTIONS = {"ddim": ("eta",), "extension": ("noise",), "pc": ("snr",)}
+
+
+def sample_settings(cfg: Config, **given: Any) -> SampleConfig:
+    """A run's ``sample`` section with the settings given (``None``: the run's own), checked
+    like the config: the sampler is resolved (the family's default when unset) and a setting
+    that does not apply to it is refused. ``genlab sample`` / ``eval`` pass their flags here.
+
+    >>> cfg = resolve_config("moons")
+    >>> s = sample_settings(cfg, steps=10, sampler="extension", noise=0.5)
+    >>> (s.sampler, s.steps, s.noise, s.solver)
+    ('extension', 10, 0.5, 'rk4')
+    """
+    from genlab.app.config import validate_sample
+    from genlab.models import FAMILIES
+
+    names = [f.name for f in dataclasses.fields(SampleConfig)]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ConfigError(f"{unknown[0]!r} is not a sample setting; valid: {', '.join(names)}")
+    chosen = {k: v for k, v in given.items() if v is not None}
+    sample = dataclasses.replace(cfg.sample, **chosen)
+    samplers = FAMILIES[cfg.model.family].samplers
+    sample.sampler = sample.sampler or samplers[0]
+    if sample.sampler not in samplers:
+        raise ConfigError(
+            f"sampler {sample.sampler!r} is not available for model.family={cfg.model.family}; "
+            f"choose one of: {', '.join(samplers)}"
+        )
+    for key in ("eta", "noise", "snr"):
+        if key in chosen and key not in SAMPLER_OPTIONS.get(sample.sampler, ()):
+            raise ConfigError(f"--{key} does not apply to sampler {sample.sampler!r}")
+    validate_sample(dataclasses.replace(cfg, sample=sample))
+    return sample
 
 
 def generate(
     run: Run,
     n: int,
-    solver: str | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
+    sample: SampleConfig | None = None,
+    *,
     return_trajectory: bool = False,
-    sampler: str | None = None,
-    label: int | None = None,
-    guidance: float | None = None,
     cond: Conditioning | None = None,
-    **options: Any,
 ) -> Solution:
-    """Sample n points from a loaded run (defaults from the run's sample config).
-
-    ``options`` override the sampler's settings (eta for ddim, noise for extension, snr for pc);
-    ``label`` / ``guidance`` condition a class-conditional run, or pass a prepared ``cond``
-    (it also carries the corrupted inputs of a data-coupling run).
+    """Sample n points from a loaded run with the settings of ``sample`` (default: the run's
+    own; see :func:`sample_settings`). ``cond`` gives prepared labels / guidance / inputs
+    (default: from ``sample.label`` and ``sample.guidance``, and a data-coupling run's inputs).
 
     Sampling runs on the run's device with a generator made there (so a seed draws other
     numbers on a GPU than on the CPU); the solution comes back on the CPU, once, for the
     files, figures and metrics that use it.
     """
-    sc = run.cfg.sample
-    sampler = sampler or sc.sampler or run.model.SAMPLERS[0]
+    sample = sample if sample is not None else sample_settings(run.cfg)
+    sampler = sample.sampler or run.model.SAMPLERS[0]
     if sampler not in run.model.SAMPLERS:
         raise ConfigError(
             f"sampler {sampler!r} is not available for model.family={run.cfg.model.family}; "
             f"choose one of: {', '.join(run.model.SAMPLERS)}"
         )
-    gen = make_generator(run.device, sc.seed if seed is None else seed)
-    opts = sampler_options(sampler, sc, options)
-    cond = cond if cond is not None else run_conditioning(run, n, label, guidance)
-    extra: dict[str, Any] = {}
+    gen = make_generator(run.device, sample.seed)
+    cond = cond if cond is not None else run_conditioning(run, n, sample.label, sample.guidance)
+    extra: dict[str, Any] = {k: getattr(sample, k) for k in SAMPLER_OPTIONS.get(sampler, ())}
     if cond.y is not None:
         extra.update(y=cond.y.to(run.device), guidance=cond.guidance)
     if cond.x0 is not None:
         extra["x0"] = cond.x0.to(run.device)
     sol = run.model.sample(
-        n,
-        solver or sc.solver,
-        steps or sc.steps,
-        gen,
-        return_trajectory=return_trajectory,
-        sampler=sampler,
-        **extra,
-        **opts,
+        n, sample.solver, sample.steps, gen, return_trajectory=return_trajectory, sampler=sampler, **extra
     )
     traj = sol.trajectory.cpu() if sol.trajectory is not None else None
     return dataclasses.replace(sol, x=sol.x.cpu(), times=sol.times.cpu(), trajectory=traj)
 
 
+def as_run(
+    run: Run | str | Path, checkpoint: str | None = None, device: str | torch.device | None = "auto"
+) -> Run:
+    """``run`` itself, or the run loaded from that directory."""
+    return run if isinstance(run, Run) else load_run(run, checkpoint=checkpoint, device=device)
+
+
 def sample_to_file(
-    run_dir: str | Path,
-    n: int,
+    run: Run | str | Path,
     out: str | Path,
-    solver: str | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
-    sampler: str | None = None,
-    label: int | None = None,
-    guidance: float | None = None,
+    sample: SampleConfig | None = None,
+    *,
     checkpoint: str | None = None,
     device: str | torch.device | None = "auto",
-    **options: Any,
 ) -> Path:
-    """Write n samples to ``out``: ``.npy`` (array) or ``.png`` (scatter or image grid; for a
-    data-coupling run the inputs, samples and true images side by side). A data-coupling run
-    also writes its inputs next to a ``.npy`` as ``<name>.inputs.npy``."""
+    """Write ``sample.n`` samples to ``out``: ``.npy`` (array) or ``.png`` (scatter or image
+    grid; for a data-coupling run the inputs, samples and true images side by side). A
+    data-coupling run also writes its inputs next to a ``.npy`` as ``<name>.inputs.npy``."""
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise ConfigError(f"--out must end in .npy or .png, got {out.name!r}")
-    run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    cond = run_conditioning(run, n, label, guidance)
-    x = generate(run, n, solver, steps, seed, sampler=sampler, cond=cond, **options).x
+    run = as_run(run, checkpoint, device)
+    sample = sample if sample is not None else sample_settings(run.cfg)
+    n = sample.n
+    cond = run_conditioning(run, n, sample.label, sample.guidance)
+    x = generate(run, n, sample, cond=cond).x
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, x.numpy())

@@ -15,11 +15,14 @@ averages into ``metrics.jsonl``. A subclass also implements ``generate`` (see
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from genlab._validate import check_choice, check_min
+from genlab.models.gan_losses import GAN_LOSSES
 from genlab.models.latent import LatentModel
 
 #: the players of an adversarial model, in the order of their updates
@@ -57,3 +60,16 @@ class AdversarialModel(LatentModel):
 
     def after_d_step(self) -> None:
         """Called after every discriminator update (WGAN clips the critic's weights here)."""
+
+
+@dataclass
+class AdversarialOptions:
+    """The ``model.gan`` settings every adversarial family reads."""
+
+    loss: str = "nonsaturating"  # minimax, nonsaturating, lsgan, wgan, wgan-gp
+    loss_args: dict[str, float] = field(default_factory=dict)  # lsgan: {a: 0, b: 1, c: 1}
+    n_critic: int = 1  # discriminator updates per generator update (wgan: 5)
+
+    def validate(self) -> None:
+        check_choice("model.gan.loss", self.loss, GAN_LOSSES)
+        check_min("model.gan.n_critic", self.n_critic, 1)

@@ -15,6 +15,7 @@ so any model can be sampled by any sampler its path supports:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -22,9 +23,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from genlab._validate import check_finite
+from genlab._validate import ConfigError, check_choice, check_finite
 from genlab.likelihood import LogProbResult, log_prob_ode
+from genlab.models.nets import NetConfig
+from genlab.models.registry import FAMILIES, FamilyConfig
 from genlab.paths import DataSource, GaussianPath, GaussianSource, Prediction
+from genlab.paths.gaussian import DEPRECATED_PREDICTIONS
 from genlab.samplers.ddim import ddim, dpm_solver_pp
 from genlab.samplers.field import PredictionField
 from genlab.samplers.guidance import GuidedNet, check_labels, drop_labels
@@ -322,3 +326,31 @@ def _pop(options: dict[str, Any], key: str | None = None, default: Any = None) -
 
 def _wrap(x: torch.Tensor, grid: TimeGrid, nfe: int) -> ODESolution:
     return ODESolution(x=x, times=grid.times.to(x.dtype), trajectory=None, nfe=nfe)
+
+
+@dataclass(kw_only=True)
+class GaussianPathConfig(FamilyConfig):
+    """The ``model`` settings every Gaussian-path family shares: what the network predicts,
+    the label dropout of classifier-free guidance and the network."""
+
+    CONDITIONAL = True
+
+    prediction: str | None = None  # network output: velocity, noise, data, score (None: the default)
+    label_dropout: float = 0.1  # class-conditional nets: probability of the "no label" token
+    net: NetConfig = field(default_factory=NetConfig)  # the velocity / noise / score network
+
+    def validate(self) -> None:
+        super().validate()
+        if self.prediction in DEPRECATED_PREDICTIONS:  # saved runs and old configs keep loading
+            new = DEPRECATED_PREDICTIONS[self.prediction]
+            warnings.warn(
+                f"model.prediction={self.prediction} is now called {new} (genlab's x_0 is the noise, "
+                f"x_1 the data); read as model.prediction={new}",
+                FutureWarning,
+                stacklevel=4,
+            )
+            self.prediction = new
+        if self.prediction is not None:
+            check_choice("model.prediction", self.prediction, FAMILIES[self.family].predictions)
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ConfigError(f"model.label_dropout must be in [0, 1), got {self.label_dropout}")

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from genlab._validate import check_finite
+from genlab._validate import check_choice, check_finite, check_min
 from genlab.likelihood import LogProbResult, log_prob_ode
 from genlab.models.base import Batch, _steps_or_grid, split_batch
-from genlab.models.registry import Family, register
+from genlab.models.nets import NetConfig, build_time_network
+from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 from genlab.paths import GaussianSource
 from genlab.samplers.ode import sample_ode
 from genlab.solvers import ODESolver, TimeGrid
@@ -153,4 +155,25 @@ class CNF(nn.Module):
         return sample_ode(self.velocity, z, solver, grid, None, return_trajectory, **options)
 
 
-register(Family("cnf", CNF, predictions=("velocity",), has_log_prob=True, likelihood_trained=True))
+@dataclass(kw_only=True)
+class CNFConfig(FamilyConfig):
+    """``model`` settings of a CNF trained by maximum likelihood (``model.family: cnf``)."""
+
+    family: str = "cnf"
+    cnf_steps: int = 8  # RK4 steps per maximum-likelihood training solve
+    divergence: str = "hutchinson"  # training: hutchinson or exact
+    kinetic: float = 0.0  # weight of the kinetic-energy regulariser
+    net: NetConfig = field(default_factory=NetConfig)  # velocity network
+
+    def validate(self) -> None:
+        super().validate()
+        check_min("model.cnf_steps", self.cnf_steps, 1)
+        check_min("model.kinetic", self.kinetic, 0.0)
+        check_choice("model.divergence", self.divergence, ["hutchinson", "exact"])
+
+    def build(self, data: DataInfo) -> nn.Module:
+        net = build_time_network(self.family, self.net, data.shape, data.num_classes)
+        return CNF(net, data.shape, steps=self.cnf_steps, divergence=self.divergence, kinetic=self.kinetic)
+
+
+register(Family("cnf", CNF, CNFConfig, predictions=("velocity",), has_log_prob=True, likelihood_trained=True))

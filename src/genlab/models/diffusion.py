@@ -19,15 +19,27 @@ t_k = 1 - k / T (the same convention as every other model).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from genlab.models.base import Batch, GaussianPathModel, SampleRequest, Solution, _pop, _wrap, split_batch
-from genlab.models.registry import Family, register
+from genlab._validate import ConfigError, check_choice, check_min
+from genlab.models.base import (
+    Batch,
+    GaussianPathConfig,
+    GaussianPathModel,
+    SampleRequest,
+    Solution,
+    _pop,
+    _wrap,
+    split_batch,
+)
+from genlab.models.nets import build_time_network
+from genlab.models.registry import DataInfo, Family, register
 from genlab.paths import DDPMSchedule, GaussianPath, Prediction
-from genlab.paths.sde import SDE_TAU_MIN, VESDE, ForwardSDE, SDESchedule, flip_time
+from genlab.paths.sde import SDE_TAU_MIN, SDES, VESDE, ForwardSDE, SDESchedule, flip_time, make_sde
 from genlab.samplers.ddim import ddpm_ancestral, ddpm_grid
 from genlab.samplers.langevin import annealed_langevin
 from genlab.samplers.sde import SAMPLE_T_EPS, sample_pc, sample_pf_ode, sample_reverse_sde
@@ -174,7 +186,59 @@ class DDPM(GaussianPathModel):
         return super()._dispatch(sampler, req)
 
 
+@dataclass(kw_only=True)
+class DiffusionConfig(GaussianPathConfig):
+    """``model`` settings of score diffusion through an SDE (``model.family: diffusion``)."""
+
+    family: str = "diffusion"
+    sde: str = "vp"  # ve, vp, subvp
+    sde_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_max: 10.0}
+    weighting: str = "sigma2"  # lambda(t): sigma2, likelihood, none
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice("model.sde", self.sde, SDES)
+        check_choice("model.weighting", self.weighting, WEIGHTINGS)
+
+    def build(self, data: DataInfo) -> nn.Module:
+        try:
+            sde = make_sde(self.sde, **self.sde_args)
+        except ValueError as err:
+            raise ConfigError(f"model.sde_args: {err}") from None
+        net = build_time_network(self.family, self.net, data.shape, data.num_classes)
+        return Diffusion(
+            net,
+            data.shape,
+            sde,
+            prediction=self.prediction or "noise",
+            weighting=self.weighting,
+            label_dropout=self.label_dropout,
+        )
+
+
+@dataclass(kw_only=True)
+class DDPMConfig(GaussianPathConfig):
+    """``model`` settings of discrete DDPM (``model.family: ddpm``)."""
+
+    family: str = "ddpm"
+    num_steps: int = 1000  # number of discrete steps T
+
+    def validate(self) -> None:
+        super().validate()
+        check_min("model.num_steps", self.num_steps, 2)
+
+    def build(self, data: DataInfo) -> nn.Module:
+        net = build_time_network(self.family, self.net, data.shape, data.num_classes)
+        return DDPM(net, data.shape, num_steps=self.num_steps, label_dropout=self.label_dropout)
+
+
 register(
-    Family("diffusion", Diffusion, predictions=("velocity", "noise", "data", "score"), has_log_prob=True)
+    Family(
+        "diffusion",
+        Diffusion,
+        DiffusionConfig,
+        predictions=("velocity", "noise", "data", "score"),
+        has_log_prob=True,
+    )
 )
-register(Family("ddpm", DDPM, predictions=("noise",), has_log_prob=True))
+register(Family("ddpm", DDPM, DDPMConfig, predictions=("noise",), has_log_prob=True))

@@ -19,14 +19,42 @@ eta > 0 the same network also learns the unconditional field, for classifier-fre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from genlab.models.base import Batch, GaussianPathModel, SampleRequest, Solution, split_batch
-from genlab.models.registry import Family, register
-from genlab.paths import T_END_GAP, CoupledBatch, Coupling, GaussianPath, IndependentCoupling, Prediction
+from genlab._validate import ConfigError, check_choice
+from genlab.data import TOY_DATASETS, make_toy
+from genlab.models.base import (
+    Batch,
+    GaussianPathConfig,
+    GaussianPathModel,
+    SampleRequest,
+    Solution,
+    split_batch,
+)
+from genlab.models.nets import build_time_network
+from genlab.models.registry import DataInfo, Family, register
+from genlab.paths import (
+    COUPLINGS,
+    SCHEDULES,
+    T_END_GAP,
+    CoupledBatch,
+    Coupling,
+    DataCoupling,
+    GaussianPath,
+    GaussianSource,
+    IndependentCoupling,
+    OTCoupling,
+    Prediction,
+    SchrodingerBridgeCoupling,
+    make_corruption,
+    make_schedule,
+)
 from genlab.paths.bridge import BridgePath
 from genlab.paths.couplings import DataSource
 
@@ -144,4 +172,103 @@ def _check_interpolant(path: GaussianPath, coupling: Coupling) -> None:
         )
 
 
-register(Family("flow_matching", FlowMatching, predictions=("velocity", "noise", "data"), has_log_prob=True))
+@dataclass(kw_only=True)
+class FlowMatchingConfig(GaussianPathConfig):
+    """``model`` settings of flow matching (``model.family: flow_matching``)."""
+
+    family: str = "flow_matching"
+    path: str = "linear"  # linear, ot, vp, ve, cosine, polynomial, ddpm
+    path_args: dict[str, float] = field(default_factory=dict)  # e.g. {sigma_min: 0.01}
+    coupling: str = "independent"  # independent, ot, sb, inpaint, superres, denoise
+    coupling_args: dict[str, int | float | bool | str] = field(default_factory=dict)  # {method: exact}
+    source: str = "gaussian"  # gaussian, or a 2D toy data set (8gaussians -> moons)
+    reflow_pairs: str | None = None  # train on the pairs file `genlab reflow` wrote
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice("model.path", self.path, SCHEDULES)
+        check_choice("model.coupling", self.coupling, COUPLINGS)
+        check_choice("model.source", self.source, ["gaussian", *TOY_DATASETS])
+        if self.coupling == "sb" and self.path != "linear":
+            raise ConfigError(
+                "model.coupling=sb trains on the Brownian-bridge path around the linear one; "
+                f"leave model.path=linear (got {self.path})"
+            )
+        if self.coupling_args.get("label_aware") and not self.net.class_conditional:
+            raise ConfigError("model.coupling_args.label_aware=true needs model.net.class_conditional=true")
+
+    def has_log_prob(self) -> bool:
+        # the change of variables needs the Gaussian density of x_0
+        return self.source == "gaussian" and self.coupling in ("independent", "ot", "sb")
+
+    def build(self, data: DataInfo) -> nn.Module:
+        try:
+            schedule = make_schedule(self.path, **self.path_args)
+        except ValueError as err:
+            raise ConfigError(f"model.path_args: {err}") from None
+        coupling = self.build_coupling(data.shape)
+        path = BridgePath(coupling.sigma) if isinstance(coupling, SchrodingerBridgeCoupling) else None
+        net = build_time_network(self.family, self.net, data.shape, data.num_classes)
+        return FlowMatching(
+            net,
+            data.shape,
+            path=path or GaussianPath(schedule),
+            coupling=coupling,
+            prediction=self.prediction or "velocity",
+            label_dropout=self.label_dropout,
+        )
+
+    def build_coupling(self, shape: tuple[int, ...]) -> Coupling:
+        """The configured coupling (``model.coupling`` with ``model.coupling_args``) and source."""
+        args: dict[str, Any] = dict(self.coupling_args)
+        if self.source == "gaussian":
+            source: GaussianSource | DataSource = GaussianSource()
+        else:
+            if shape != (2,):
+                raise ConfigError(
+                    f"model.source={self.source} gives 2D points but the data have shape {shape}"
+                )
+            source = DataSource(make_toy(self.source), self.source)
+        factory: Callable[..., Coupling]
+        if self.coupling == "independent":
+            factory = IndependentCoupling
+        elif self.coupling == "ot":
+            factory = OTCoupling
+        elif self.coupling == "sb":
+            factory = SchrodingerBridgeCoupling
+        else:  # a data coupling, named by its corruption
+            if len(shape) != 3:
+                raise ConfigError(
+                    f"model.coupling={self.coupling} corrupts images; the data have shape {shape}"
+                )
+            if self.source != "gaussian":
+                raise ConfigError(
+                    f"model.coupling={self.coupling} builds x_0 from the data; leave model.source=gaussian"
+                )
+            noise_std = args.pop("noise_std", 0.0)
+            try:
+                return DataCoupling(make_corruption(self.coupling, shape, **args), noise_std)
+            except ValueError as err:
+                raise ConfigError(f"model.coupling_args: {err}") from None
+        valid = [k for k in inspect.signature(factory).parameters if k != "source"]
+        unknown = sorted(set(args) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"model.coupling_args.{unknown[0]} is not an argument of model.coupling={self.coupling}; "
+                f"valid: {', '.join(valid) or 'none'}"
+            )
+        try:
+            return factory(source=source, **args)
+        except ValueError as err:
+            raise ConfigError(f"model.coupling_args: {err}") from None
+
+
+register(
+    Family(
+        "flow_matching",
+        FlowMatching,
+        FlowMatchingConfig,
+        predictions=("velocity", "noise", "data"),
+        has_log_prob=True,
+    )
+)

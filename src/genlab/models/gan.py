@@ -20,16 +20,18 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from genlab._validate import check_finite, check_tensor
-from genlab.models.adversarial import AdversarialModel
+from genlab._validate import ConfigError, check_finite, check_min, check_tensor
+from genlab.models.adversarial import AdversarialModel, AdversarialOptions
 from genlab.models.base import split_batch
 from genlab.models.gan_losses import GAN_LOSSES, clip_weights, gradient_penalty, make_gan_loss
-from genlab.models.registry import Family, register
+from genlab.models.nets import NetConfig, check_net_kind, label_count
+from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 
 __all__ = ["GAN"]
 
@@ -197,4 +199,70 @@ class GAN(AdversarialModel):
         return self._G(self._latents(n, generator), y, generator)
 
 
-register(Family("gan", GAN, labelled=True))
+@dataclass
+class GANOptions(AdversarialOptions):
+    """The ``model.gan`` section of a GAN."""
+
+    latent_dim: int = 32  # size of z
+    clip: float = 0.01  # wgan: critic weights clamped to [-clip, clip]
+    gp_weight: float = 10.0  # wgan-gp: gradient-penalty weight lambda
+
+    def validate(self) -> None:
+        super().validate()
+        check_min("model.gan.latent_dim", self.latent_dim, 1)
+        check_min("model.gan.clip", self.clip, 0.0, strict=True)
+        check_min("model.gan.gp_weight", self.gp_weight, 0.0, strict=True)
+
+
+@dataclass(kw_only=True)
+class GANConfig(FamilyConfig):
+    """``model`` settings of a GAN (``model.family: gan``): MLPs for vectors; for images a DCGAN
+    (``net.kind: conv``) or the style-based generator (``net.kind: style``)."""
+
+    CONDITIONAL = True
+
+    family: str = "gan"
+    net: NetConfig = field(default_factory=NetConfig)
+    gan: GANOptions = field(default_factory=GANOptions)
+
+    def build(self, data: DataInfo) -> nn.Module:
+        from genlab.networks.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
+        from genlab.networks.style import StyleGenerator
+
+        net, g, shape = self.net, self.gan, data.shape
+        kind = check_net_kind(self.family, net, shape, ("conv", "style"))
+        classes = label_count(net, data.num_classes)
+        generator: nn.Module
+        if kind == "mlp":
+            generator = MLPGenerator(g.latent_dim, shape[0], net.width, net.depth, classes)
+            discriminator: nn.Module = MLPDiscriminator(shape[0], net.width, net.depth, classes)
+        else:
+            channels, size = shape[0], shape[1]
+            if kind == "style":
+                if classes is not None:
+                    raise ConfigError(
+                        "model.net.kind=style has no label input; use kind=conv for a conditional GAN"
+                    )
+                generator = StyleGenerator(g.latent_dim, channels, size, base=net.base_channels)
+            else:
+                generator = ConvGenerator(g.latent_dim, channels, size, net.base_channels, classes)
+            # the style generator collapses to a few images against a plain discriminator
+            # (FD ~800 on digits); the minibatch-std feature of StyleGAN's discriminator helps
+            discriminator = ConvDiscriminator(
+                channels, size, net.base_channels, classes, minibatch_std=kind == "style"
+            )
+        return GAN(
+            generator,
+            discriminator,
+            shape,
+            latent_dim=g.latent_dim,
+            loss=g.loss,
+            loss_args=g.loss_args,
+            n_critic=g.n_critic,
+            clip=g.clip,
+            gp_weight=g.gp_weight,
+            num_classes=classes,
+        )
+
+
+register(Family("gan", GAN, GANConfig))

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from genlab._validate import check_finite
+from genlab._validate import check_finite, check_min
 from genlab.models.base import Batch, split_batch
-from genlab.models.registry import Family, register
+from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 from genlab.paths import GaussianSource
 
 
@@ -201,4 +202,21 @@ class RealNVP(nn.Module):
         return ODESolution(x=x, times=torch.tensor([0.0, 1.0]), trajectory=None, nfe=1)
 
 
-register(Family("realnvp", RealNVP, has_log_prob=True, likelihood_trained=True))
+@dataclass(kw_only=True)
+class RealNVPConfig(FamilyConfig):
+    """``model`` settings of RealNVP (``model.family: realnvp``); it has no ``model.net``."""
+
+    family: str = "realnvp"
+    flow_layers: int = 8  # coupling layers
+    flow_hidden: int = 128  # width of each layer's scale / shift network
+
+    def validate(self) -> None:
+        super().validate()
+        check_min("model.flow_layers", self.flow_layers, 2)
+        check_min("model.flow_hidden", self.flow_hidden, 1)
+
+    def build(self, data: DataInfo) -> nn.Module:
+        return RealNVP(data.shape, n_layers=self.flow_layers, hidden=self.flow_hidden)
+
+
+register(Family("realnvp", RealNVP, RealNVPConfig, has_log_prob=True, likelihood_trained=True))

@@ -28,12 +28,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_finite, check_positive_int, check_tensor, choose
+from genlab._validate import (
+    ConfigError,
+    check_choice,
+    check_finite,
+    check_min,
+    check_positive_int,
+    check_tensor,
+    choose,
+)
 from genlab.models.base import Batch, split_batch
 from genlab.models.coders import (
     IMAGE_SIZES,
@@ -44,7 +53,8 @@ from genlab.models.coders import (
     check_image_shape,
 )
 from genlab.models.latent import LatentModel
-from genlab.models.registry import Family, register
+from genlab.models.nets import NetConfig, check_net_kind
+from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 
 __all__ = ["IMAGE_SIZES", "LIKELIHOODS", "VAE", "gaussian_kl"]
 
@@ -373,4 +383,52 @@ class VAE(LatentModel):
         return self.decoder_mean(z)
 
 
-register(Family("vae", VAE, has_log_prob=True, log_prob_kind="IWAE bound", likelihood_trained=True))
+@dataclass
+class VAEOptions:
+    """The ``model.ae`` section of a VAE."""
+
+    latent_dim: int | None = None  # size of z (None: 2 for vectors, 16 for images)
+    likelihood: str = "gaussian"  # gaussian or bernoulli (binarised images)
+    decoder_std: float | None = None  # fixed std of the Gaussian decoder (None: learned)
+    beta: float | None = None  # KL weight (None: 1)
+    iwae_k: int = 64  # importance samples of the NLL estimate (metric nll)
+
+    def validate(self) -> None:
+        check_min("model.ae.latent_dim", self.latent_dim, 1)
+        check_choice("model.ae.likelihood", self.likelihood, ["gaussian", "bernoulli"])
+        check_min("model.ae.decoder_std", self.decoder_std, 0.0, strict=True)
+        check_min("model.ae.beta", self.beta, 0.0)
+        check_min("model.ae.iwae_k", self.iwae_k, 1)
+        if self.likelihood == "bernoulli" and self.decoder_std is not None:
+            raise ConfigError("model.ae.decoder_std applies to model.ae.likelihood=gaussian only")
+
+
+@dataclass(kw_only=True)
+class VAEConfig(FamilyConfig):
+    """``model`` settings of a VAE (``model.family: vae``): MLPs for vectors, conv nets for images."""
+
+    family: str = "vae"
+    net: NetConfig = field(default_factory=NetConfig)  # mlp for vectors, conv for images
+    ae: VAEOptions = field(default_factory=VAEOptions)
+
+    def has_log_prob(self) -> bool:
+        # the Bernoulli decoder's bound is on binarised images, not comparable with densities
+        return self.ae.likelihood == "gaussian"
+
+    def build(self, data: DataInfo) -> nn.Module:
+        kind = check_net_kind(self.family, self.net, data.shape, ("conv",))
+        ae = self.ae
+        return VAE(
+            data.shape,
+            latent_dim=ae.latent_dim,
+            hidden=self.net.width if kind == "mlp" else self.net.base_channels,
+            likelihood=ae.likelihood,
+            decoder_std=ae.decoder_std,
+            beta=1.0 if ae.beta is None else ae.beta,
+            iwae_k=ae.iwae_k,
+        )
+
+
+register(
+    Family("vae", VAE, VAEConfig, has_log_prob=True, log_prob_kind="IWAE bound", likelihood_trained=True)
+)

@@ -26,13 +26,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab._validate import check_finite, check_positive_int, check_tensor, has_values
+from genlab._validate import (
+    ConfigError,
+    check_choice,
+    check_finite,
+    check_min,
+    check_positive_int,
+    check_tensor,
+    has_values,
+)
 from genlab.devices import generator_device
 from genlab.models.base import Batch, split_batch
 from genlab.models.coders import (
@@ -43,7 +52,8 @@ from genlab.models.coders import (
     check_image_shape,
 )
 from genlab.models.latent import LatentModel
-from genlab.models.registry import Family, register
+from genlab.models.nets import NetConfig, check_net_kind
+from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 
 __all__ = ["VQVAE", "VectorQuantizer"]
 
@@ -312,4 +322,48 @@ def _is_set(flag: torch.Tensor) -> bool:
     return flag.device.type != "meta" and bool(flag)
 
 
-register(Family("vqvae", VQVAE))
+@dataclass
+class VQVAEOptions:
+    """The ``model.ae`` section of a VQ-VAE."""
+
+    num_codes: int = 32  # codebook size K
+    code_dim: int = 16  # dimension of a code
+    downsample: int = 2  # the code grid is (H / downsample) x (W / downsample)
+    codebook_lr_scale: float = 10.0  # learning-rate multiplier of the codebook
+    beta: float | None = None  # commitment weight (None: 0.25)
+
+    def validate(self) -> None:
+        check_min("model.ae.num_codes", self.num_codes, 2)
+        check_min("model.ae.code_dim", self.code_dim, 1)
+        check_choice("model.ae.downsample", str(self.downsample), ["2", "4"])
+        check_min("model.ae.codebook_lr_scale", self.codebook_lr_scale, 0.0, strict=True)
+        check_min("model.ae.beta", self.beta, 0.0)
+
+
+@dataclass(kw_only=True)
+class VQVAEConfig(FamilyConfig):
+    """``model`` settings of a VQ-VAE on images (``model.family: vqvae``)."""
+
+    family: str = "vqvae"
+    net: NetConfig = field(default_factory=NetConfig)  # mlp for vectors, conv for images
+    ae: VQVAEOptions = field(default_factory=VQVAEOptions)
+
+    def build(self, data: DataInfo) -> nn.Module:
+        if len(data.shape) != 3:
+            raise ConfigError(
+                f"model.family=vqvae quantises image feature grids; the data have shape {data.shape}"
+            )
+        check_net_kind(self.family, self.net, data.shape, ("conv",))
+        ae = self.ae
+        return VQVAE(
+            data.shape,
+            num_codes=ae.num_codes,
+            code_dim=ae.code_dim,
+            hidden=self.net.base_channels,
+            downsample=ae.downsample,
+            beta=0.25 if ae.beta is None else ae.beta,
+            codebook_lr_scale=ae.codebook_lr_scale,
+        )
+
+
+register(Family("vqvae", VQVAE, VQVAEConfig))

@@ -37,6 +37,7 @@ from __future__ import annotations
 import inspect
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -301,8 +302,10 @@ CORRUPTIONS: dict[str, type[Corruption]] = {
 }
 
 
-def make_corruption(name: str, **kwargs: Any) -> Corruption:
-    """Build a corruption by name (``"inpaint"``, ``"superres"``, ``"denoise"``).
+def make_corruption(name: str, shape: Sequence[int] | None = None, **kwargs: Any) -> Corruption:
+    """Build a corruption by name (``"inpaint"``, ``"superres"``, ``"denoise"``). With a
+    ``shape`` (C, H, W), one blank image is corrupted so that settings that do not fit the
+    image size (a super-resolution factor that does not divide it) fail here.
 
     >>> make_corruption("inpaint", mask="left", size=0.25)
     Inpaint(mask='left', size=0.25)
@@ -315,4 +318,7 @@ def make_corruption(name: str, **kwargs: Any) -> Corruption:
             f"unknown keyword argument(s) {', '.join(map(repr, unknown))} for corruption {name!r}; "
             f"valid keyword arguments are: {', '.join(params)}"
         )
-    return cls(**kwargs)
+    corruption = cls(**kwargs)
+    if shape is not None:
+        corruption(torch.zeros(1, *shape), torch.Generator().manual_seed(0))
+    return corruption
