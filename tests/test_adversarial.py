@@ -17,7 +17,7 @@ def _gan(loss: str = "nonsaturating", n_critic: int = 1, classes: int | None = N
     torch.manual_seed(0)
     g = MLPGenerator(4, 2, width=16, depth=2, num_classes=classes)
     d = MLPDiscriminator(2, width=16, depth=2, num_classes=classes)
-    return GAN(g, d, (2,), 4, loss, n_critic=n_critic, num_classes=classes, **kw)
+    return GAN(g, d, (2,), latent_dim=4, loss=loss, n_critic=n_critic, num_classes=classes, **kw)
 
 
 def _blobs(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -212,16 +212,16 @@ def test_conditional_gan_uses_the_labels() -> None:
 def test_gan_refuses_networks_that_do_not_fit_the_data() -> None:
     g8, d16 = ConvGenerator(4, 1, 8, base=4), ConvDiscriminator(1, 16, base=4)
     with pytest.raises(ValueError, match="shape"):
-        GAN(g8, d16, (1, 8, 8), 4)
+        GAN(g8, d16, (1, 8, 8), latent_dim=4)
     with pytest.raises(ValueError, match=r"generator makes samples of shape \(1, 8, 8\)"):
-        GAN(g8, ConvDiscriminator(1, 16, base=4), (1, 16, 16), 4)
+        GAN(g8, ConvDiscriminator(1, 16, base=4), (1, 16, 16), latent_dim=4)
     g, d = MLPGenerator(4, 2, 8, 1), MLPDiscriminator(2, 8, 1)
     with pytest.raises(ValueError, match="unknown GAN loss 'hinge'"):
-        GAN(g, d, (2,), 4, "hinge")
+        GAN(g, d, (2,), latent_dim=4, loss="hinge")
     with pytest.raises(ValueError, match="n_critic must be an integer >= 1"):
-        GAN(g, d, (2,), 4, n_critic=0)
+        GAN(g, d, (2,), latent_dim=4, n_critic=0)
     with pytest.raises(ValueError, match="clip must be a positive number"):
-        GAN(g, d, (2,), 4, "wgan", clip=-0.01)
+        GAN(g, d, (2,), latent_dim=4, loss="wgan", clip=-0.01)
 
 
 @pytest.mark.parametrize(
@@ -283,7 +283,9 @@ def test_ctrl_c_inside_a_step_stops_at_its_end_and_resumes_bit_exactly(tmp_path)
 
     def build(cls):
         torch.manual_seed(0)
-        return cls(MLPGenerator(4, 2, 16, 2), MLPDiscriminator(2, 16, 2), (2,), 4, "wgan", n_critic=2)
+        return cls(
+            MLPGenerator(4, 2, 16, 2), MLPDiscriminator(2, 16, 2), (2,), latent_dim=4, loss="wgan", n_critic=2
+        )
 
     cfg = _cfg(steps=6, ckpt_every=100)
     full = Trainer(build(GAN), _blobs, cfg, tmp_path / "a", progress=False)

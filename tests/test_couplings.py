@@ -189,7 +189,7 @@ def _mlp() -> TimeMLP:
 def test_data_source_flow_matching_trains_and_samples_from_the_source() -> None:
     """8gaussians -> moons: sampling starts from the source data set and integrates the ODE."""
     source = DataSource(make_toy("8gaussians"))
-    model = FlowMatching(_mlp(), (2,), GaussianPath("linear"), IndependentCoupling(source))
+    model = FlowMatching(_mlp(), (2,), path=GaussianPath("linear"), coupling=IndependentCoupling(source))
     x1 = make_toy("moons").sample(64, torch.Generator().manual_seed(0))
     loss = model.loss(x1, torch.Generator().manual_seed(1))["loss"]
     assert torch.isfinite(loss)
@@ -207,7 +207,7 @@ def test_data_source_flow_matching_trains_and_samples_from_the_source() -> None:
 def test_paths_that_need_gaussian_noise_refuse_a_data_source(name: str) -> None:
     source = DataSource(make_toy("8gaussians"))
     with pytest.raises(ValueError, match="non-Gaussian x_0.*use path linear"):
-        FlowMatching(_mlp(), (2,), GaussianPath(name), IndependentCoupling(source))
+        FlowMatching(_mlp(), (2,), path=GaussianPath(name), coupling=IndependentCoupling(source))
 
 
 def test_data_source_shape_mismatch_is_named() -> None:
@@ -241,11 +241,11 @@ def test_ot_bad_input() -> None:
 
 def test_bridge_path_model_trains_with_velocity_only() -> None:
     path = BridgePath(0.2)
-    model = FlowMatching(_mlp(), (2,), path, SchrodingerBridgeCoupling(0.2))
+    model = FlowMatching(_mlp(), (2,), path=path, coupling=SchrodingerBridgeCoupling(0.2))
     x1 = make_toy("moons").sample(64, torch.Generator().manual_seed(0))
     assert torch.isfinite(model.loss(x1, torch.Generator().manual_seed(1))["loss"])
     with pytest.raises(ValueError, match="velocity"):
-        FlowMatching(_mlp(), (2,), path, prediction="data")
+        FlowMatching(_mlp(), (2,), path=path, prediction="data")
     with pytest.raises(ValueError, match="sampler 'ddim'"):
         model.sample(4, sampler="ddim")
 
@@ -302,6 +302,6 @@ def test_data_coupling_model_has_no_log_prob() -> None:
     from genlab.paths import DataCoupling, Inpaint
 
     net = UNet(UNetConfig(in_channels=1, image_size=8, base_channels=8, time_dim=16))
-    model = FlowMatching(net, (1, 8, 8), GaussianPath("linear"), DataCoupling(Inpaint()))
+    model = FlowMatching(net, (1, 8, 8), path=GaussianPath("linear"), coupling=DataCoupling(Inpaint()))
     with pytest.raises(ValueError, match="Gaussian source.*DataCoupling"):
         model.log_prob(torch.zeros(2, 1, 8, 8))

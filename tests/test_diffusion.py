@@ -260,7 +260,7 @@ def test_every_sampler_runs_on_every_family() -> None:
     ]
     from genlab.models import FlowMatching
 
-    models.append(FlowMatching(net, (2,), GaussianPath("vp")))
+    models.append(FlowMatching(net, (2,), path=GaussianPath("vp")))
     for model in models:
         for sampler in model.SAMPLERS:
             if sampler == "ddim" and not getattr(model.path.schedule, "sde", VPSDE()).variance_preserving:
@@ -305,7 +305,7 @@ def test_diffusion_loss_weights_and_target() -> None:
     sde = VPSDE()
     x1 = torch.randn(64, 2, dtype=D64, generator=torch.Generator().manual_seed(0))
     for weighting in ("sigma2", "likelihood", "none"):
-        model = Diffusion(Zero(), (2,), sde, "noise", weighting)
+        model = Diffusion(Zero(), (2,), sde, prediction="noise", weighting=weighting)
         loss = model.loss(x1, torch.Generator().manual_seed(1))["loss"]
         g = torch.Generator().manual_seed(1)
         x0 = torch.randn(x1.shape, generator=g, dtype=D64)
@@ -344,7 +344,9 @@ def test_exact_marginal_score_minimises_the_dsm_loss() -> None:
     batch = data[torch.randint(6, (200_000,), generator=gen)]
     losses = [
         float(
-            Diffusion(ExactNoise(c), (2,), sde, "noise").loss(batch, torch.Generator().manual_seed(5))["loss"]
+            Diffusion(ExactNoise(c), (2,), sde, prediction="noise").loss(
+                batch, torch.Generator().manual_seed(5)
+            )["loss"]
         )
         for c in (0.0, 0.3)
     ]

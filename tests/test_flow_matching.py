@@ -41,13 +41,13 @@ def test_exact_marginal_field_minimises_the_cfm_loss(gen: torch.Generator) -> No
     conditional expectation) has a lower CFM loss than any perturbation of it."""
     data = torch.randn(6, 2, generator=gen, dtype=D64)
     path = GaussianPath("linear")
-    exact = FlowMatching(Wrap(EmpiricalMarginal(path, data)), (2,), path)
+    exact = FlowMatching(Wrap(EmpiricalMarginal(path, data)), (2,), path=path)
 
     class Shifted(Wrap):
         def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.field(x, t) + 0.3
 
-    shifted = FlowMatching(Shifted(EmpiricalMarginal(path, data)), (2,), path)
+    shifted = FlowMatching(Shifted(EmpiricalMarginal(path, data)), (2,), path=path)
     batch = data[torch.randint(6, (200_000,), generator=gen)]
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     l_exact = float(exact.loss(batch, g1)["loss"])
@@ -75,7 +75,7 @@ def test_cfm_target_for_each_prediction(gen: torch.Generator) -> None:
     path = GaussianPath("vp")  # alpha_0 > 0, so noise prediction is allowed
     for pred in ("velocity", "noise", "data"):
         oracle = Recorder()
-        model = FlowMatching(oracle, (2,), path, prediction=pred)
+        model = FlowMatching(oracle, (2,), path=path, prediction=pred)
         x1 = torch.randn(16, 2, generator=gen, dtype=D64)
         loss = model.loss(x1, torch.Generator().manual_seed(3))["loss"]
         # recompute with the same seed: zero prediction -> loss = mean target^2
@@ -125,7 +125,7 @@ def test_sampling_with_each_solver_is_seeded(solver: str) -> None:
 
 def test_ve_path_samples_from_wide_source() -> None:
     model = FlowMatching(
-        TimeMLP(MLPConfig(dim=2, width=8, depth=1)), (2,), GaussianPath("ve", sigma_max=30.0)
+        TimeMLP(MLPConfig(dim=2, width=8, depth=1)), (2,), path=GaussianPath("ve", sigma_max=30.0)
     )
     assert isinstance(model.source, GaussianSource) and model.source.std == pytest.approx(30.0)
     assert model.coupling.source.std == 1.0  # x_0 in the path is always standard normal

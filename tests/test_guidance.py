@@ -68,7 +68,7 @@ def test_drop_labels_rate_and_identity() -> None:
 
 def _models(net: TimeMLP) -> list:
     return [
-        FlowMatching(net, (2,), GaussianPath("linear"), label_dropout=0.2),
+        FlowMatching(net, (2,), path=GaussianPath("linear"), label_dropout=0.2),
         Diffusion(net, (2,), make_sde("vp"), label_dropout=0.2),
         DDPM(net, (2,), num_steps=50, label_dropout=0.2),
     ]

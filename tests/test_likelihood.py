@@ -107,7 +107,7 @@ def test_model_log_prob_uses_the_flow() -> None:
         def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return gm.velocity(x, t)
 
-    model = FlowMatching(Exact(), (2,), path)
+    model = FlowMatching(Exact(), (2,), path=path)
     x = gm.sample(16, 1.0, torch.Generator().manual_seed(6))
     res = model.log_prob(x, steps=100)
     torch.testing.assert_close(res.log_prob, gm.log_prob(x, torch.ones(16, dtype=D64)), atol=1e-4, rtol=0)
@@ -250,7 +250,7 @@ def test_x1_prediction_stops_before_the_singular_end() -> None:
 
     torch.manual_seed(0)
     model = FlowMatching(
-        TimeMLP(MLPConfig(dim=2, width=16, depth=1)), (2,), GaussianPath("linear"), prediction="data"
+        TimeMLP(MLPConfig(dim=2, width=16, depth=1)), (2,), path=GaussianPath("linear"), prediction="data"
     )
     assert model.t_end() < 1.0
     sol = model.sample(64, "rk4", 10, torch.Generator().manual_seed(0))

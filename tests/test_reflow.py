@@ -56,7 +56,7 @@ class ExactVelocity(nn.Module):
 
 @pytest.fixture
 def model() -> FlowMatching:
-    return FlowMatching(ExactVelocity(), (3,), GaussianPath("linear"))
+    return FlowMatching(ExactVelocity(), (3,), path=GaussianPath("linear"))
 
 
 # --------------------------------------------------------------------------------------

@@ -203,7 +203,7 @@ def _foreign_override(family: Any, key: str, value: Any, shared: bool) -> bool:
     readers = sorted(name for name, d in defaults.items() if _lookup(d, dotted) is not _MISSING)
     if not readers:
         return False  # unknown everywhere: refused with the valid keys
-    what = f"{key}={value} is a setting of model.family={' / '.join(readers)}"
+    what = f"{key}={value} is a setting of {_owners(readers)}"
     if not shared:
         raise ConfigError(f"{what}, not of {family}; remove it or set model.family")
     warnings.warn(
@@ -246,13 +246,18 @@ def _without_foreign_keys(
             kept[key] = value  # unknown everywhere: refused by _build with the valid keys
         elif not drop and not _is_default(value, dotted, readers):
             raise ConfigError(
-                f"{prefix}.{dotted} applies to model.family={' / '.join(sorted(readers))}, not to {family}; "
+                f"{prefix}.{dotted} applies to {_owners(sorted(readers))}, not to {family}; "
                 f"remove it or set {prefix}.family"
             )
     return kept
 
 
 _MISSING = object()
+
+
+def _owners(families: list[str]) -> str:
+    """``model.family=a / b`` for a few families, else "the other families"."""
+    return f"model.family={' / '.join(families)}" if len(families) <= 3 else "the other families"
 
 
 def _lookup(tree: Any, dotted: str) -> Any:

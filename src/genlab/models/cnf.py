@@ -51,6 +51,7 @@ class CNF(nn.Module):
         self,
         net: nn.Module,
         data_shape: Sequence[int],
+        *,
         steps: int = 8,
         solver: str = "rk4",
         divergence: str = "hutchinson",

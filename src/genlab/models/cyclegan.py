@@ -88,6 +88,7 @@ class CycleGAN(AdversarialModel):
         self,
         data_shape: Sequence[int] | int,
         source: Any,
+        *,
         loss: str = "lsgan",
         loss_args: Mapping[str, float] | None = None,
         cycle_weight: float = 10.0,

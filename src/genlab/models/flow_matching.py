@@ -79,6 +79,7 @@ class FlowMatching(GaussianPathModel):
         self,
         net: nn.Module,
         data_shape: Sequence[int],
+        *,
         path: GaussianPath | None = None,
         coupling: Coupling | None = None,
         prediction: str | Prediction = Prediction.VELOCITY,

@@ -59,6 +59,7 @@ class GAN(AdversarialModel):
         generator: nn.Module,
         discriminator: nn.Module,
         data_shape: Sequence[int],
+        *,
         latent_dim: int,
         loss: str = "nonsaturating",
         loss_args: Mapping[str, float] | None = None,

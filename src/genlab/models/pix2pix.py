@@ -78,6 +78,7 @@ class Pix2Pix(AdversarialModel):
         self,
         data_shape: Sequence[int],
         corruption: Corruption | str,
+        *,
         noise_std: float = 0.0,
         loss: str = "nonsaturating",
         loss_args: Mapping[str, float] | None = None,

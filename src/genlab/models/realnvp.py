@@ -118,7 +118,7 @@ class RealNVP(nn.Module):
     SAMPLERS: ClassVar[tuple[str, ...]] = ("exact",)  # x = f^{-1}(z) in one pass
 
     def __init__(
-        self, data_shape: Sequence[int], n_layers: int = 8, hidden: int = 128, depth: int = 2
+        self, data_shape: Sequence[int], *, n_layers: int = 8, hidden: int = 128, depth: int = 2
     ) -> None:
         super().__init__()
         self.data_shape = tuple(int(d) for d in data_shape)

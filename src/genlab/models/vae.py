@@ -116,6 +116,7 @@ class VAE(LatentModel):
     def __init__(
         self,
         data_shape: Sequence[int] | int,
+        *,
         latent_dim: int | None = None,
         hidden: int | None = None,
         likelihood: str = "gaussian",

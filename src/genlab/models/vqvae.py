@@ -175,6 +175,7 @@ class VQVAE(LatentModel):
     def __init__(
         self,
         data_shape: Sequence[int],
+        *,
         num_codes: int = 32,
         code_dim: int = 16,
         hidden: int = 32,
