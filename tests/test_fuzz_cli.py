@@ -364,6 +364,7 @@ def test_fuzz_train(
 # ---------------------------------------------------------------------------------------------
 # sample / eval / log-prob / reflow: random flags against trained runs
 
+
 def run_tiny(family: str) -> list[str]:
     """The cheap settings for a trained run of ``family``."""
     return [f"{k}={v}" for k, v in tiny_for(family).items() if k != "train.threads"]
