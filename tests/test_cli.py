@@ -246,6 +246,20 @@ def test_nll_and_log_prob(
     assert "the model expects (2,)" in error_of(
         ["log-prob", str(out), "--data", str(bad), "--out", str(tmp_path / "x.npy")], capsys
     )
+    # an empty file, an array with no rows, bytes that are no .npy, and an --out numpy would rename
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "none.npy", np.zeros((0, 2)))
+    (tmp_path / "noise.npy").write_bytes(np.random.default_rng(1).bytes(300))
+    for name, words in [
+        ("empty.npy", "empty.npy is not a readable .npy array"),
+        ("none.npy", "must hold N >= 1 rows of shape (2,)"),
+        ("noise.npy", "noise.npy is not a readable .npy array"),
+    ]:
+        argv = ["log-prob", str(out), "--data", str(tmp_path / name), "--out", str(tmp_path / "x.npy")]
+        assert words in error_of(argv, capsys)
+    argv = ["log-prob", str(out), "--data", str(data), "--out", str(tmp_path / "lp.txt")]
+    assert "--out must end in .npy" in error_of(argv, capsys)
+    assert not (tmp_path / "lp.txt.npy").exists()
 
 
 def test_demo_command_trains_evaluates_and_draws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -236,17 +236,34 @@ def log_prob_file(
             f"families with one: {likelihood_families()}"
         )
     path = Path(data)
+    out = Path(out)
     if path.suffix != ".npy" or not path.is_file():
         raise ConfigError(f"--data must be an existing .npy file, got {str(path)!r}")
-    arr = np.load(path, allow_pickle=False)
-    x = torch.as_tensor(arr, dtype=torch.float32)
+    if out.suffix != ".npy":  # numpy would append .npy to any other name
+        raise ConfigError(
+            f"--out must end in .npy (the log-densities are written as an array), got {out.name!r}"
+        )
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"--data {path.name} is not a readable .npy array ({first})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise ConfigError(
+            f"--data {path.name} must hold numbers, got dtype {getattr(arr, 'dtype', type(arr))}"
+        )
     shape = tuple(run.model.data_shape)
+    if arr.ndim != len(shape) + 1 or arr.shape[0] == 0:
+        raise ConfigError(
+            f"--data {path.name} must hold N >= 1 rows of shape {shape}, i.e. an array of shape "
+            f"(N, {', '.join(map(str, shape))}); got {arr.shape}"
+        )
+    x = torch.as_tensor(arr, dtype=torch.float32)
     if tuple(x.shape[1:]) != shape:
         raise ConfigError(f"--data rows have shape {tuple(x.shape[1:])}, the model expects {shape}")
     if not bool(torch.isfinite(x).all()):
         raise ConfigError(f"--data {path.name} contains non-finite values")
     logp = _log_prob(run, x, steps, divergence)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, logp.numpy())
     return out
