@@ -31,6 +31,7 @@ from genlab.networks.gan import (
     MLPGenerator,
 )
 from genlab.networks.pix2pix import PatchDiscriminator, UNetGenerator
+from genlab.networks.sizing import crop_image, pad_image, working_side
 from genlab.networks.style import AdaIN, StyleGenerator, adain
 
 D64 = torch.float64
@@ -369,6 +370,34 @@ def test_conv_network_shapes(size):
     assert patch(torch.randn(2, 1, size, size), x).shape == (2, 1, size // 4, size // 4)
 
 
+@pytest.mark.parametrize("size", [28, (12, 20), 5])
+def test_conv_networks_take_any_size_by_padding_and_cropping(size):
+    """A network for H x W is the one for its working side S: the generator's image is the
+    centre of the S x S one, and the discriminator scores the image padded to S x S."""
+    h, w = (size, size) if isinstance(size, int) else size
+    side = working_side(h, w)
+    z = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
+    for make in (
+        lambda s: ConvGenerator(6, 2, s, base=4),
+        lambda s: StyleGenerator(6, 2, s, w_dim=8, mapping_layers=2, base=4),
+    ):
+        torch.manual_seed(1)
+        g = make(size).eval()
+        torch.manual_seed(1)
+        full = make(side).eval()
+        x = g(z, noise=False) if isinstance(g, StyleGenerator) else g(z)
+        ref = full(z, noise=False) if isinstance(full, StyleGenerator) else full(z)
+        assert x.shape == (3, 2, h, w)
+        torch.testing.assert_close(x, crop_image(ref, h, w))
+    torch.manual_seed(2)
+    d = ConvDiscriminator(2, size, base=4)
+    torch.manual_seed(2)
+    d_full = ConvDiscriminator(2, side, base=4)
+    torch.testing.assert_close(d(x), d_full(pad_image(x, side)))
+    with pytest.raises(ValueError, match=rf"\(B, 2, {h}, {w}\)"):
+        d(torch.zeros(3, 2, side, side + 1))
+
+
 def test_mlp_network_shapes():
     g = MLPGenerator(4, 3, width=8, depth=2)
     d = MLPDiscriminator(3, width=8, depth=2)
@@ -424,9 +453,9 @@ def test_conditional_networks_accept_and_check_labels():
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: ConvGenerator(4, 1, 12), "image_size"),
-        (lambda: ConvDiscriminator(1, 64), "image_size"),
-        (lambda: StyleGenerator(4, 1, 4), "image_size"),
+        (lambda: ConvGenerator(4, 1, 0), "image_size"),
+        (lambda: ConvDiscriminator(1, (8,)), "image_size"),
+        (lambda: StyleGenerator(4, 1, True), "image_size"),
         (lambda: MLPGenerator(0, 2), "latent_dim"),
         (lambda: MLPDiscriminator(2, depth=-1), "depth"),
         (lambda: MLPDiscriminator(2, num_classes=0), "num_classes"),

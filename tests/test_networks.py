@@ -341,3 +341,16 @@ def test_unet_rejects_bad_inputs() -> None:
     unconditional = UNet(small_unet(image_size=8))
     with pytest.raises(ValueError, match="num_classes"):
         unconditional(x, 0.5, torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize(("h", "w"), [(28, 28), (5, 12), (8, 8), (1, 31)])
+def test_padding_to_the_working_side_is_undone_by_cropping(h: int, w: int) -> None:
+    from genlab.networks.sizing import crop_image, pad_image, working_side
+
+    side = working_side(h, w)
+    assert side >= max(h, w, 8) and side & (side - 1) == 0 and (side == 8 or side // 2 < max(h, w))
+    x = torch.randn(2, 3, h, w) + 5.0  # nonzero everywhere, so the zeros below are the padding
+    padded = pad_image(x, side)
+    assert padded.shape == (2, 3, side, side)
+    assert torch.equal(crop_image(padded, h, w), x)
+    assert int((padded == 0).sum()) == 2 * 3 * (side * side - h * w)

@@ -2,8 +2,9 @@
 
 The models accept any ``nn.Module`` (``VAE(encoder=..., decoder=...)``); these are the ones
 they build when none is given: an MLP for vectors (B, D), a strided-conv encoder / decoder
-to a flat latent for square images of side 8, 16 or 32 (VAE), and conv encoders / decoders
-to a latent grid of side H/2 or H/4 (VQ-VAE). Also the shape checks both families share.
+to a flat latent for images of any H x W (VAE; they work at the next power-of-two side and
+pad / crop, :mod:`genlab.networks.sizing`), and conv encoders / decoders to a latent grid of
+side H/2 or H/4 (VQ-VAE). Also the shape checks both families share.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from genlab._validate import check_positive_int
+from genlab.networks.sizing import crop_image, pad_image, working_side
 
 __all__ = [
     "IMAGE_SIZES",
@@ -31,8 +33,8 @@ __all__ = [
 # Networks
 # --------------------------------------------------------------------------------------
 
-#: image sides the convolutional encoders and decoders support
-IMAGE_SIZES: tuple[int, ...] = (8, 16, 32)
+#: image sides the flat conv encoder and decoder work at without padding
+IMAGE_SIZES: tuple[int, ...] = (8, 16, 32, 64)
 #: side of the smallest grid of the flat convolutional encoder / decoder
 _BOTTOM = 4
 
@@ -55,16 +57,10 @@ def check_data_shape(data_shape: object, name: str = "data_shape") -> tuple[int,
 
 
 def check_image_shape(data_shape: tuple[int, ...], name: str = "data_shape") -> tuple[int, int, int]:
-    """Require a square image shape (C, H, H) with H in :data:`IMAGE_SIZES`."""
+    """Require an image shape (C, H, W) (any H, W >= 1)."""
     if len(data_shape) != 3:
         raise ValueError(f"{name} must be an image shape (C, H, W) for the conv networks, got {data_shape!r}")
     c, h, w = data_shape
-    if h != w or h not in IMAGE_SIZES:
-        sizes = ", ".join(str(s) for s in IMAGE_SIZES)
-        raise ValueError(
-            f"{name}={data_shape!r}: the conv encoder/decoder need square images with H = W in "
-            f"{{{sizes}}}; got H={h}, W={w} (resize or pad the images, or flatten them to vectors)"
-        )
     return c, h, w
 
 
@@ -97,14 +93,14 @@ def _levels(image_size: int) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Conv encoder for square images: stride-2 convs down to 4x4, then a linear map.
-
-    Shapes: x (B, C, H, H) -> (B, out_dim). Channels double at every halving.
+    """Conv encoder: the image padded to the working side S, stride-2 convs down to 4x4, then a
+    linear map. Shapes: x (B, C, H, W) -> (B, out_dim). Channels double at every halving.
     """
 
     def __init__(self, data_shape: Sequence[int], out_dim: int, hidden: int = 32) -> None:
         super().__init__()
-        c, h, _ = check_image_shape(tuple(data_shape))
+        c, height, width = check_image_shape(tuple(data_shape))
+        self.side = h = working_side(height, width)
         check_positive_int(out_dim, "out_dim")
         check_positive_int(hidden, "hidden")
         layers: list[nn.Module] = [nn.Conv2d(c, hidden, 3, padding=1), nn.SiLU()]
@@ -116,18 +112,19 @@ class ConvEncoder(nn.Module):
         self.head = nn.Linear(ch * _BOTTOM * _BOTTOM, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.conv(x).flatten(1))  # (B, out_dim)
+        return self.head(self.conv(pad_image(x, self.side)).flatten(1))  # (B, out_dim)
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoder`: a linear map to a 4x4 grid, then transposed convs.
-
-    Shapes: z (B, in_dim) -> (B, C, H, H) (unbounded outputs: means or logits).
+    """Mirror of :class:`ConvEncoder`: a linear map to a 4x4 grid, transposed convs up to the
+    working side S, cropped to H x W. Shapes: z (B, in_dim) -> (B, C, H, W) (unbounded
+    outputs: means or logits).
     """
 
     def __init__(self, in_dim: int, data_shape: Sequence[int], hidden: int = 32) -> None:
         super().__init__()
-        c, h, _ = check_image_shape(tuple(data_shape))
+        c, self.height, self.width = check_image_shape(tuple(data_shape))
+        h = working_side(self.height, self.width)
         check_positive_int(in_dim, "in_dim")
         check_positive_int(hidden, "hidden")
         levels = _levels(h)
@@ -143,7 +140,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.head(z).reshape(z.shape[0], self.bottom_channels, _BOTTOM, _BOTTOM)
-        return self.conv(h)  # (B, C, H, H)
+        return crop_image(self.conv(h), self.height, self.width)  # (B, C, H, W)
 
 
 # --------------------------------------------------------------------------------------

@@ -57,8 +57,8 @@ class CycleGAN(AdversarialModel):
     """CycleGAN: two translators and two discriminators with a cycle L1; see the module docstring.
 
     Args:
-        data_shape: (D,) for vectors or (C, H, W) for square images with H in {8, 16, 32}
-            (the default networks).
+        data_shape: (D,) for vectors or (C, H, W) for images whose sides 2^depth divides (the
+            default U-Net translators; the discriminators take any size).
         source: domain A, anything with ``sample(shape, generator, dtype, device)``: a
             :class:`~genlab.paths.DataSource` of a 2D toy, or a
             :class:`~genlab.data.domains.TransformedImages`. Domain B is the data batch.
@@ -129,7 +129,7 @@ class CycleGAN(AdversarialModel):
 
         def critic() -> nn.Module:
             if image:
-                return ConvDiscriminator(shape[0], shape[1], base=hidden)
+                return ConvDiscriminator(shape[0], (shape[1], shape[2]), base=hidden)
             return MLPDiscriminator(shape[0], width=hidden, depth=depth)
 
         role_g, role_d = "translator (B, *D) -> (B, *D)", "discriminator (B, *D) -> (B,)"

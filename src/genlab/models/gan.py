@@ -238,7 +238,7 @@ class GANConfig(FamilyConfig):
             generator = MLPGenerator(g.latent_dim, shape[0], net.width, net.depth, classes)
             discriminator: nn.Module = MLPDiscriminator(shape[0], net.width, net.depth, classes)
         else:
-            channels, size = shape[0], shape[1]
+            channels, size = shape[0], (shape[1], shape[2])
             if kind == "style":
                 if classes is not None:
                     raise ConfigError(

@@ -17,7 +17,7 @@ Likelihoods ``p(x | z)``:
                [0, 1] (soft targets for grey levels); ``decode`` returns the logits
 
 Networks (:mod:`genlab.models.coders`) are chosen by the data shape: an MLP for vectors
-(D,), a small conv encoder / decoder for square images (C, H, H) with H in {8, 16, 32}.
+(D,), a small conv encoder / decoder for images (C, H, W) of any size.
 Custom ``encoder`` (x -> (B, 2L): mean then log-variance) and ``decoder`` (z -> (B,
 *data_shape), reshaped if flat) modules may be passed instead, e.g. linear maps with known weights.
 
@@ -96,7 +96,7 @@ class VAE(LatentModel):
     """Variational autoencoder with a diagonal Gaussian encoder; see the module docstring.
 
     Args:
-        data_shape: (D,) for vectors or (C, H, W) for square images with H in {8, 16, 32}.
+        data_shape: (D,) for vectors or (C, H, W) for images of any size.
         latent_dim: L >= 1; None gives 2 for vectors and 16 for images.
         hidden: MLP width for vectors; channels of the first conv layer for images.
         likelihood: "gaussian" or "bernoulli".

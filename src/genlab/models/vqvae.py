@@ -158,7 +158,7 @@ class VQVAE(LatentModel):
     """VQ-VAE for square images with a per-position categorical prior; see the module docstring.
 
     Args:
-        data_shape: (C, H, W) with H = W in {8, 16, 32}.
+        data_shape: (C, H, W), any H and W (padded to multiples of ``downsample``, cropped back).
         num_codes: codebook size K.
         code_dim: code dimension D.
         hidden: channels of the conv encoder / decoder.
@@ -194,13 +194,15 @@ class VQVAE(LatentModel):
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0 or math.isinf(beta):
             raise ValueError(f"beta must be a finite number >= 0 (commitment weight), got {beta!r}")
         self.beta = float(beta)
-        c, h, _ = self.data_shape
-        self.downsample = _check_factor(downsample)
-        self.grid_size = h // self.downsample
+        c, h, w = self.data_shape
+        self.downsample = f = _check_factor(downsample)
+        # images whose sides f does not divide are padded to the next multiple and cropped back
+        self.grid_hw = (-(-h // f), -(-w // f))
+        self.grid_size = self.grid_hw[0]  # the side of a square grid
         self.encoder = GridEncoder(c, code_dim, hidden, self.downsample)
         self.quantizer = VectorQuantizer(num_codes, code_dim)
         self.decoder = GridDecoder(c, code_dim, hidden, self.downsample)
-        positions = self.grid_size**2
+        positions = self.grid_hw[0] * self.grid_hw[1]
         self.register_buffer("prior_log_probs", torch.full((positions, num_codes), -math.log(num_codes)))
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
         self.register_buffer("codebook_initialised", torch.zeros((), dtype=torch.bool))
@@ -229,16 +231,25 @@ class VQVAE(LatentModel):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Code indices of images: (B, C, H, W) -> (B, h, w) long."""
         self._check_x(x)
-        return self.quantizer.nearest(self.encoder(x))
+        return self.quantizer.nearest(self._encode(x))
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """z_e of (B, C, H, W) images, padded at the bottom / right to the code grid's size."""
+        f, (gh, gw) = self.downsample, self.grid_hw
+        return self.encoder(F.pad(x, (0, gw * f - x.shape[-1], 0, gh * f - x.shape[-2])))
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images from a (B, code_dim, h, w) grid, cropped to the data's H x W."""
+        _, h, w = self.data_shape
+        return self.decoder(z)[..., :h, :w]
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Decode a grid of code indices: (B, h, w) -> (B, C, H, W)."""
         check_tensor(indices, "indices")
-        if indices.dim() != 3 or tuple(indices.shape[1:]) != (self.grid_size, self.grid_size):
-            raise ValueError(
-                f"indices must have shape (B, {self.grid_size}, {self.grid_size}), got {tuple(indices.shape)}"
-            )
-        return self.decoder(self.quantizer.lookup(indices))
+        if indices.dim() != 3 or tuple(indices.shape[1:]) != self.grid_hw:
+            gh, gw = self.grid_hw
+            raise ValueError(f"indices must have shape (B, {gh}, {gw}), got {tuple(indices.shape)}")
+        return self._decode(self.quantizer.lookup(indices))
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """recon + codebook + beta commitment.
@@ -252,12 +263,12 @@ class VQVAE(LatentModel):
         """
         x, _ = split_batch(batch)
         self._check_x(x, "batch")
-        z_e = self.encoder(x)
+        z_e = self._encode(x)
         if self.training and not _is_set(self.codebook_initialised):
             self.quantizer.init_from(z_e, generator)
             self.codebook_initialised.fill_(True)
         z_q, indices, codebook, commitment = self.quantizer(z_e)
-        recon = F.mse_loss(self.decoder(z_q), x)
+        recon = F.mse_loss(self._decode(z_q), x)
         loss = recon + codebook + self.beta * commitment
         return {
             "loss": loss,
@@ -282,7 +293,9 @@ class VQVAE(LatentModel):
         """
         self._check_x(x)
         batch_size = check_positive_int(batch_size, "batch_size")
-        counts = torch.ones(self.grid_size**2, self.num_codes, dtype=torch.float64, device=x.device)
+        counts = torch.ones(
+            self.grid_hw[0] * self.grid_hw[1], self.num_codes, dtype=torch.float64, device=x.device
+        )
         for start in range(0, x.shape[0], batch_size):
             idx = self.encode(x[start : start + batch_size]).flatten(1)  # (b, h*w)
             counts.scatter_add_(1, idx.T, torch.ones(idx.T.shape, dtype=counts.dtype, device=x.device))
@@ -301,7 +314,7 @@ class VQVAE(LatentModel):
         if generator is not None and generator.device != generator_device(probs.device):
             raise ValueError(f"generator is on {generator.device} but the model is on {probs.device}")
         idx = torch.multinomial(probs, n, replacement=True, generator=generator)  # (h*w, n)
-        return idx.T.reshape(n, self.grid_size, self.grid_size)
+        return idx.T.reshape(n, *self.grid_hw)
 
     @torch.no_grad()
     def generate(

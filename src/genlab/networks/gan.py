@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab._validate import check_class_labels, check_positive_int, check_tensor
+from genlab.networks.sizing import crop_image, image_hw, pad_image, working_side
 
 __all__ = [
     "IMAGE_SIZES",
@@ -31,19 +32,18 @@ __all__ = [
     "MLPGenerator",
 ]
 
-IMAGE_SIZES: tuple[int, ...] = (8, 16, 32)
+#: image sides the networks work at without padding (any other H x W is padded to the next)
+IMAGE_SIZES: tuple[int, ...] = (8, 16, 32, 64)
 """Image sizes supported by the convolutional generators and discriminators."""
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_image_size(image_size: object, name: str = "image_size") -> int:
-    if isinstance(image_size, bool) or image_size not in IMAGE_SIZES:
-        valid = ", ".join(str(s) for s in IMAGE_SIZES)
-        raise ValueError(f"{name} must be one of {valid}; got {image_size!r}")
-    assert isinstance(image_size, int)
-    return image_size
+def _image_geometry(image_size: object, name: str = "image_size") -> tuple[int, int, int]:
+    """(H, W) of the images and the side S the network works at (see :mod:`.sizing`)."""
+    h, w = image_hw(image_size, name)
+    return h, w, working_side(h, w)
 
 
 def _check_num_classes(num_classes: object, name: str) -> int | None:
@@ -183,9 +183,10 @@ class MLPDiscriminator(nn.Module):
 
 
 class ConvGenerator(nn.Module):
-    """DCGAN generator: ``z[, y] -> (B, channels, image_size, image_size)`` in [-1, 1].
+    """DCGAN generator: ``z[, y] -> (B, channels, H, W)`` in [-1, 1], for ``image_size`` H or
+    (H, W); it works at the side S of :func:`~genlab.networks.sizing.working_side` and crops.
 
-    ``n = log2(image_size / 4)`` upsampling blocks; block k has ``base * 2^(n-1-k)`` channels::
+    ``n = log2(S / 4)`` upsampling blocks; block k has ``base * 2^(n-1-k)`` channels::
 
         h = ReLU(BN(Linear([z, e(y)]) reshaped to (B, base * 2^n, 4, 4)))
         h = ReLU(BN(ConvTranspose(4, stride 2)(h)))          # n times, doubling H and W
@@ -196,7 +197,7 @@ class ConvGenerator(nn.Module):
         self,
         latent_dim: int,
         channels: int,
-        image_size: int,
+        image_size: int | tuple[int, int],
         base: int = 64,
         num_classes: int | None = None,
         embed_dim: int = 16,
@@ -204,11 +205,12 @@ class ConvGenerator(nn.Module):
         super().__init__()
         for value, name in ((latent_dim, "latent_dim"), (channels, "channels"), (base, "base")):
             check_positive_int(value, f"ConvGenerator.{name}")
-        self.image_size = _check_image_size(image_size, "ConvGenerator.image_size")
+        self.image_size = image_size
+        self.height, self.width, self.side = _image_geometry(image_size, "ConvGenerator.image_size")
         self.latent_dim, self.channels = latent_dim, channels
         self.num_classes = _check_num_classes(num_classes, "ConvGenerator.num_classes")
         self.label_embed, extra = _label_embedding(self.num_classes, embed_dim, "ConvGenerator")
-        n = int(math.log2(self.image_size // 4))
+        n = int(math.log2(self.side // 4))
         self._ch0 = base * 2**n
         self.project = nn.Linear(latent_dim + extra, self._ch0 * 16)
         self.bn0 = nn.BatchNorm2d(self._ch0)
@@ -230,11 +232,12 @@ class ConvGenerator(nn.Module):
         z = _append_label(z, self.label_embed, y)
         h = self.project(z).view(z.shape[0], self._ch0, 4, 4)
         h = self.blocks(F.relu(self.bn0(h)))
-        return torch.tanh(self.to_image(h))  # (B, C, S, S)
+        return crop_image(torch.tanh(self.to_image(h)), self.height, self.width)  # (B, C, H, W)
 
 
 class ConvDiscriminator(nn.Module):
-    """DCGAN discriminator / WGAN critic: ``(B, C, S, S)[, y] -> (B,)`` logits.
+    """DCGAN discriminator / WGAN critic: ``(B, C, H, W)[, y] -> (B,)`` logits (images padded
+    to the working side S of :mod:`~genlab.networks.sizing`).
 
     A 3x3 conv to ``base`` channels, then ``n = log2(S / 4)`` strided 4x4 convs doubling the
     channels, each followed by LeakyReLU(0.2); features ``h`` (flattened 4x4 map) give
@@ -248,7 +251,7 @@ class ConvDiscriminator(nn.Module):
     def __init__(
         self,
         channels: int,
-        image_size: int,
+        image_size: int | tuple[int, int],
         base: int = 64,
         num_classes: int | None = None,
         batchnorm: bool = False,
@@ -257,12 +260,13 @@ class ConvDiscriminator(nn.Module):
         super().__init__()
         for value, name in ((channels, "channels"), (base, "base")):
             check_positive_int(value, f"ConvDiscriminator.{name}")
-        self.image_size = _check_image_size(image_size, "ConvDiscriminator.image_size")
+        self.image_size = image_size
+        self.height, self.width, self.side = _image_geometry(image_size, "ConvDiscriminator.image_size")
         self.channels = channels
         self.num_classes = _check_num_classes(num_classes, "ConvDiscriminator.num_classes")
         layers: list[nn.Module] = [nn.Conv2d(channels, base, 3, padding=1), nn.LeakyReLU(0.2)]
         ch = base
-        for _ in range(int(math.log2(self.image_size // 4))):
+        for _ in range(int(math.log2(self.side // 4))):
             layers.append(nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(ch * 2))
@@ -275,10 +279,9 @@ class ConvDiscriminator(nn.Module):
         self.label_embed = nn.Embedding(self.num_classes, feat_dim) if self.num_classes is not None else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        s = self.image_size
-        x = _check_batch(x, "x", (self.channels, s, s), "")
+        x = _check_batch(x, "x", (self.channels, self.height, self.width), "")
         _check_labels(y, self.num_classes, x.shape[0], "ConvDiscriminator")
-        h = self.features(x)  # (B, ch, 4, 4)
+        h = self.features(pad_image(x, self.side))  # (B, ch, 4, 4)
         if self.minibatch_std:
             spread = h.std(dim=0, unbiased=False).mean() if h.shape[0] > 1 else h.new_zeros(())
             h = torch.cat([h, spread.expand(h.shape[0], 1, 4, 4)], dim=1)

@@ -13,8 +13,9 @@ from torch import nn
 from genlab._validate import check_positive, check_positive_int, check_tensor
 from genlab.networks.gan import (
     _check_batch,
-    _check_image_size,
+    _image_geometry,
 )
+from genlab.networks.sizing import crop_image
 
 __all__ = ["AdaIN", "StyleGenerator", "adain"]
 
@@ -98,7 +99,8 @@ class _StyleBlock(nn.Module):
 
 
 class StyleGenerator(nn.Module):
-    """A small style-based generator: ``z -> (B, channels, image_size, image_size)`` in [-1, 1].
+    """A small style-based generator: ``z -> (B, channels, H, W)`` in [-1, 1] for ``image_size``
+    H or (H, W) (built at the working side S of :mod:`~genlab.networks.sizing`, then cropped).
 
     ::
 
@@ -117,7 +119,7 @@ class StyleGenerator(nn.Module):
         self,
         latent_dim: int,
         channels: int,
-        image_size: int,
+        image_size: int | tuple[int, int],
         w_dim: int = 64,
         mapping_layers: int = 4,
         base: int = 64,
@@ -131,7 +133,8 @@ class StyleGenerator(nn.Module):
             (base, "base"),
         ):
             check_positive_int(value, f"StyleGenerator.{name}")
-        self.image_size = _check_image_size(image_size, "StyleGenerator.image_size")
+        self.image_size = image_size
+        self.height, self.width, self.side = _image_geometry(image_size, "StyleGenerator.image_size")
         self.latent_dim, self.channels, self.w_dim = latent_dim, channels, w_dim
         mapping: list[nn.Module] = []
         dim = latent_dim
@@ -146,7 +149,7 @@ class StyleGenerator(nn.Module):
             if isinstance(layer, nn.Linear):
                 nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
                 nn.init.zeros_(layer.bias)
-        n = int(math.log2(self.image_size // 4))
+        n = int(math.log2(self.side // 4))
         ch = base * 2**n
         self.const = nn.Parameter(torch.randn(1, ch, 4, 4))
         blocks = [_StyleBlock(ch, ch, w_dim, upsample=False)]
@@ -172,4 +175,4 @@ class StyleGenerator(nn.Module):
         h = self.const.expand(z.shape[0], -1, -1, -1).to(z)
         for block in self.blocks:
             h = block(h, w, generator, noise)
-        return torch.tanh(self.to_image(h))  # (B, C, S, S)
+        return crop_image(torch.tanh(self.to_image(h)), self.height, self.width)  # (B, C, H, W)

@@ -1,0 +1,87 @@
+"""Every family on images of any size: MNIST's 28 x 28, CIFAR-10's 32 x 32 and odd sizes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genlab.app.config import build_config
+from genlab.data.images import ImageDataset
+from genlab.models import VAE, VQVAE, DataInfo
+from genlab.models.coders import ConvDecoder, ConvEncoder
+from genlab.networks.sizing import crop_image, working_side
+
+UNET = ["model.net.kind=unet", "model.net.base_channels=8", "model.net.time_dim=16"]
+#: each family's image settings, kept small
+FAMILIES = {
+    "flow_matching": UNET,
+    "diffusion": UNET,
+    "ddpm": [*UNET, "model.num_steps=20"],
+    "vae": ["model.net.kind=conv", "model.net.base_channels=4"],
+    "vqvae": ["model.net.kind=conv", "model.net.base_channels=4", "model.ae.downsample=4"],
+    "gan": ["model.net.kind=conv", "model.net.base_channels=4"],
+    "gan-style": ["model.family=gan", "model.net.kind=style", "model.net.base_channels=4"],
+    "pix2pix": ["model.net.kind=unet", "model.net.base_channels=4"],
+    "cyclegan": ["model.net.kind=unet", "model.net.base_channels=4"],
+}
+
+
+def _images(shape: tuple[int, ...], n: int = 16) -> ImageDataset:
+    x = torch.rand(n, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return ImageDataset(x, torch.arange(n) % 10, 10, "random")
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)], ids=["mnist", "cifar10"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_trains_a_step_and_samples_at_the_size_of_the_data(family: str, shape: tuple) -> None:
+    over = FAMILIES[family]
+    cfg = build_config({}, [f"model.family={family.split('-')[0]}", *over])
+    data = _images(shape)
+    torch.manual_seed(0)
+    model = cfg.model.build(DataInfo(shape, 10, lambda: data))
+    batch = data.sample(4, torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(2)
+    losses = (
+        [model.d_loss(batch, gen)["loss"], model.g_loss(batch, gen)["loss"]]
+        if hasattr(model, "d_loss")
+        else [model.loss(batch, gen)["loss"]]
+    )
+    assert all(bool(torch.isfinite(loss)) for loss in losses)
+    if hasattr(model, "fit_prior"):
+        model.eval()
+        model.fit_prior(data.images)
+    kwargs = {"x0": model.coupling.inputs(batch, gen)} if getattr(model, "starts_from_inputs", False) else {}
+    n = 4
+    sol = model.sample(n, "euler", 2, torch.Generator().manual_seed(3), **kwargs)
+    assert tuple(sol.x.shape) == (n, *shape)
+
+
+@pytest.mark.parametrize(("h", "w"), [(28, 28), (5, 12), (17, 9)])
+def test_the_vae_coders_are_their_working_size_networks_cropped(h: int, w: int) -> None:
+    side = working_side(h, w)
+    torch.manual_seed(0)
+    enc, dec = ConvEncoder((2, h, w), 6, hidden=4), ConvDecoder(6, (2, h, w), hidden=4)
+    torch.manual_seed(0)
+    enc_full, dec_full = ConvEncoder((2, side, side), 6, hidden=4), ConvDecoder(6, (2, side, side), hidden=4)
+    z = torch.randn(3, 6)
+    torch.testing.assert_close(dec(z), crop_image(dec_full(z), h, w))
+    x = torch.randn(3, 2, h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    padded = torch.zeros(3, 2, side, side)
+    padded[..., top : top + h, left : left + w] = x
+    torch.testing.assert_close(enc(x), enc_full(padded))
+    vae = VAE((2, h, w), latent_dim=3, hidden=4)
+    assert vae.generate(2, torch.Generator().manual_seed(0)).shape == (2, 2, h, w)
+
+
+@pytest.mark.parametrize(("h", "w", "f"), [(28, 28, 4), (15, 15, 2), (9, 14, 4)])
+def test_vqvae_pads_to_its_code_grid_and_crops_back(h: int, w: int, f: int) -> None:
+    model = VQVAE((1, h, w), num_codes=4, code_dim=2, hidden=4, downsample=f)
+    x = torch.rand(5, 1, h, w) * 2 - 1
+    codes = model.encode(x)
+    assert codes.shape == (5, -(-h // f), -(-w // f))
+    assert model.decode_indices(codes).shape == (5, 1, h, w)
+    model.eval()
+    model.fit_prior(x)
+    assert model.generate(3, torch.Generator().manual_seed(0)).shape == (3, 1, h, w)
+    assert bool(torch.isfinite(model.loss(x)["loss"]))
