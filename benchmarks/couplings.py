@@ -54,9 +54,11 @@ from __future__ import annotations
 
 import os
 
-# before numpy / scipy / torch load their thread pools: one thread for every library alike
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# before numpy / scipy / torch load their thread pools: one thread for every library alike (only
+# when run: results_md.py imports render() from here and keeps its own process's threads)
+if __name__ == "__main__":
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
@@ -74,6 +76,20 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _env import machine  # noqa: E402
+from _render import (  # noqa: E402
+    NR,
+    command,
+    details,
+    facts,
+    flags,
+    full_tables,
+    num,
+    out_flag,
+    pm,
+    table,
+    write,
+)
+from _render import environment as recorded_environment  # noqa: E402
 
 from genlab.data import make_toy  # noqa: E402
 from genlab.metrics import normalized_path_energy, straightness, wasserstein2  # noqa: E402
@@ -85,9 +101,9 @@ from genlab.paths import (  # noqa: E402
     OTCoupling,
     ReflowPairs,
     SchrodingerBridgeCoupling,
-    generate_pairs,
 )
 from genlab.paths.ot import assignment, ot_plan, pairs_from_plan, squared_distances  # noqa: E402
+from genlab.samplers import generate_pairs  # noqa: E402
 
 NET_CONFIG = MLPConfig(dim=2, width=256, depth=4, activation="silu")
 DATASET = "moons"
@@ -724,19 +740,14 @@ def nfe_verdict(summary: dict[str, Any], runs: list[dict[str, Any]], args: argpa
 # --------------------------------------------------------------------------------------
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def fmt(ms: dict[str, float], digits: int = 4) -> str:
     if len(ms["values"]) > 1:
         return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
     return f"{ms['mean']:.{digits}f}"
 
 
-def render(result: dict[str, Any]) -> str:
+def tables(result: dict[str, Any]) -> str:
+    """Every table of a result (plan solvers, straightness, per-seed values) as markdown."""
     cfg, env = result["config"], result["environment"]
     v = env["versions"]
     parts = [
@@ -772,7 +783,7 @@ def render(result: dict[str, Any]) -> str:
             "",
             "### Part 1: training step time by coupling (moons, one thread)",
             "",
-            md_table(
+            *table(
                 [
                     "library",
                     "coupling",
@@ -810,7 +821,7 @@ def render(result: dict[str, Any]) -> str:
                     ]
                 )
         parts += [
-            md_table(
+            *table(
                 [
                     "solver",
                     "batch",
@@ -845,7 +856,7 @@ def render(result: dict[str, Any]) -> str:
             + (", mean ± std" if seeds > 1 else "")
             + ")",
             "",
-            md_table(header, rows),
+            *table(header, rows),
             "",
             f"Paths of RK4 {TRAJ_STEPS}-step trajectories ({cfg['n_traj']} samples): straightness "
             "(Liu et al.; 0 = straight at constant speed), normalised path energy |PE - W2^2| / W2^2 "
@@ -863,11 +874,118 @@ def render(result: dict[str, Any]) -> str:
             for k, m in s["models"].items()
         ]
         parts += [
-            md_table(["model", "straightness", "NPE", "transport cost", "train s"], rows),
+            *table(["model", "straightness", "NPE", "transport cost", "train s"], rows),
             "",
         ]
         parts += [f"- {line}" for line in s["verdict"]]
     return "\n".join(parts) + "\n"
+
+
+#: (flag, config key, default) of the options a run records: its command names those it changed
+COUPLINGS_DEFAULTS = [
+    ("--part", "part", "all"),
+    ("--steps", "steps", 6000),
+    ("--batch", "batch", 256),
+    ("--lr", "lr", 1e-3),
+    ("--seed", "seed", 0),
+    ("--seeds", "seeds", 1),
+    ("--n-eval", "n_eval", 2000),
+    ("--n-traj", "n_traj", 1000),
+    ("--reflow-pairs", "reflow_pairs", 20000),
+    ("--pair-steps", "pair_steps", 100),
+    ("--sb-sigma", "sb_sigma", 0.2),
+    ("--models", "models", ["icfm", "otcfm", "sbcfm", "reflow"]),
+    ("--cost-batches", "cost_batches", [256, 2048]),
+    ("--warmup", "warmup", 20),
+    ("--timed", "timed", 200),
+    ("--budget", "budget_seconds", 25.0),
+    ("--solver-reps", "solver_reps", 20),
+]
+
+
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON (all parts or one): run facts, the aims, step time and W2
+    against NFE, the full tables."""
+    cfg = data.get("config", {})
+    part = cfg.get("part", "all")
+    cost = data.get("cost") or {}
+    nfe = data.get("nfe") or {}
+    out: list[str] = []
+    # the aims only (the full verdict list is in the embedded .md)
+    for line in cost.get("verdict", []) + nfe.get("summary", {}).get("verdict", []):
+        if "aim" in line.lower():
+            out.append(f"- {line}")
+    if cost.get("steps"):
+        out += ["", "Training step time by coupling (median ms/step, one thread):", ""]
+        out += table(
+            ["library", "coupling", "batch", "median ms/step", "ratio to the same library's I-CFM"],
+            [
+                [
+                    r.get("library"),
+                    r.get("label"),
+                    r.get("batch"),
+                    num(r.get("median_ms")),
+                    f"{num(r.get('ratio_to_icfm'))}x",
+                ]
+                for r in cost["steps"]
+            ],
+        )
+    models = nfe.get("summary", {}).get("models", {})
+    labels = cfg.get("model_labels", {})
+    if models:
+        keys = list(dict.fromkeys(k for m in models.values() for k in m.get("w2", {})))
+        nfes = {k: m["w2"][k].get("nfe") for m in models.values() for k in m.get("w2", {})}
+        floor = nfe.get("summary", {}).get("floor_w2", {})
+        out += ["", "W2 against NFE (mean ± std over the seeds):", ""]
+        out += table(
+            ["model", *(f"{k.split('-')[0]} NFE {nfes[k]}" for k in keys)],
+            [[labels.get(m, m), *(pm(v.get("w2", {}).get(k)) for k in keys)] for m, v in models.items()]
+            + [["floor (data vs data)", *(pm(floor) for _ in keys)]],
+        )
+    md = full_tables(name, data, path, tables, "total_seconds")
+    if md:
+        out += ["", *details(f"Full tables ({md[0]}): plan solvers, straightness, per-seed values", md[1])]
+    seeds = NR
+    if "seed" in cfg:
+        n = cfg.get("seeds", 1) if part != "cost" else 1
+        seeds = ", ".join(str(cfg["seed"] + i) for i in range(n)) + (
+            " (part 1 uses the first)" if part == "all" else ""
+        )
+    batch = []
+    if part in ("cost", "all") and "cost_batches" in cfg:
+        batch.append(f"part 1: {', '.join(str(b) for b in cfg['cost_batches'])}")
+    if part in ("nfe", "all") and "batch" in cfg:
+        batch.append(f"part 2: {cfg['batch']}")
+    steps = []
+    if part in ("cost", "all") and "timed" in cfg:
+        steps.append(f"part 1: {cfg.get('warmup', NR)} warm-up + up to {cfg['timed']} timed per row")
+    if part in ("nfe", "all") and "steps" in cfg:
+        steps.append(f"part 2: {cfg['steps']} per model")
+    nfe_text = NR
+    if part == "cost":
+        nfe_text = "not applicable (part 1 times training steps only)"
+    elif "euler_nfes" in cfg:
+        ref = cfg.get("reference", {})
+        nfe_text = f"Euler {', '.join(str(n) for n in cfg['euler_nfes'])}" + (
+            f"; {ref.get('solver')} {ref.get('steps')} steps (NFE {ref.get('nfe')})" if ref else ""
+        )
+    default_out = "couplings" + ("" if part == "all" else f"_{part}") + ".json"
+    threads = recorded_environment(data).get("threads_requested")
+    args = ["benchmarks/couplings.py", *flags(cfg, COUPLINGS_DEFAULTS)]
+    args += ["--threads", str(threads)] if threads not in (None, 1) else []
+    return [
+        *facts(
+            name,
+            data,
+            batch="; ".join(batch) or NR,
+            training="; ".join(steps) or NR,
+            seeds=seeds,
+            nfe=nfe_text,
+            command=command([*args, *out_flag(name, default_out)]),
+        ),
+        "",
+        *out,
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -946,6 +1064,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     env = environment(args.threads)
     result: dict[str, Any] = {
+        "benchmark": "couplings",
         "config": {
             "part": args.part,
             "quick": args.quick,
@@ -981,11 +1100,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["nfe"] = run_nfe(args)
     env["loadavg_end"] = list(os.getloadavg())
     result["total_seconds"] = time.perf_counter() - t_start
-    text = render(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(text)
-    sys.stdout.write(text)
+    sys.stdout.write(write(render, args.out, result))
     log(
         f"[couplings] wrote {args.out} and {args.out.with_suffix('.md')} "
         f"in {result['total_seconds'] / 60:.1f} min"

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _render import NR, command, details, facts, flags, full_tables, num, table
 
-from genlab import __version__, runs
+from genlab import __version__
+from genlab.app import runs
 from genlab.app.train import train
 from genlab.metrics import compute_metrics
 
@@ -105,7 +107,7 @@ def equivalence(run_fm: runs.Run, n: int, ref: torch.Tensor, names: list[str]) -
     return rows
 
 
-def table(rows: list[dict[str, Any]], names: list[str], floor: dict[str, float]) -> str:
+def sampler_table(rows: list[dict[str, Any]], names: list[str], floor: dict[str, float]) -> str:
     head = "| sampler | NFE | " + " | ".join(names) + " | s |"
     lines = [head, "|" + "---|" * (len(names) + 3)]
     for r in rows:
@@ -113,6 +115,72 @@ def table(rows: list[dict[str, Any]], names: list[str], floor: dict[str, float])
         lines.append(f"| {r['sampler']} | {r['nfe']} | {vals} | {r.get('seconds', 0):.2f} |")
     lines.append("| *floor (data vs data)* | | " + " | ".join(f"{floor[k]:.4f}" for k in names) + " | |")
     return "\n".join(lines)
+
+
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON: run facts, key numbers, quality against NFE, the full tables
+    (the ``markdown`` key the script stores)."""
+    settings = data.get("settings", {})
+    sets: dict[str, Any] = data.get("datasets", {})
+    args = ["benchmarks/diffusion.py"]
+    two_d = [d for d in sets if d != "digits"]
+    if two_d and two_d != ["moons", "8gaussians"]:
+        args += ["--datasets", ",".join(two_d)]
+    args += flags(settings, [("--steps", "train_steps", 6000), ("--n-eval", "n_eval", 2000)])
+    if "digits" in sets:
+        args.append("--digits")
+    samplers: list[str] = []
+    nfe_of: dict[str, Any] = {}
+    for ds in sets.values():
+        for r in ds.get("rows", []):
+            samplers += [r["sampler"]] if r.get("sampler") not in samplers else []
+            nfe_of.setdefault(r.get("sampler"), [])
+            if r.get("nfe") not in nfe_of[r.get("sampler")]:
+                nfe_of[r.get("sampler")].append(r.get("nfe"))
+    out: list[str] = []
+    for d, ds in sets.items():
+        goal = ds.get("goal") or {}
+        if goal:
+            out.append(
+                f"- **{d}**: DPM-Solver++ at NFE 10 W2 {num(goal.get('dpm10_w2'))} "
+                f"vs {goal.get('reference')} W2 {num(goal.get('reference_w2'))} "
+                f"(ratio {num(goal.get('ratio'))}; "
+                f"floor {num(ds.get('floor', {}).get('w2'))})."
+            )
+    metric = {d: ("fd" if "fd" in ds.get("floor", {}) else "w2") for d, ds in sets.items()}
+    out += ["", "Quality against NFE (cells: one value per NFE, in the order of the NFE column):", ""]
+    rows = []
+    for s in samplers:
+        per = {
+            d: [(r.get("nfe"), r.get(metric[d])) for r in ds.get("rows", []) if r.get("sampler") == s]
+            for d, ds in sets.items()
+        }
+        same = len({tuple(n for n, _ in v) for v in per.values()}) == 1
+        row = [s, "/".join(str(n) for n, _ in next(iter(per.values()))) if same else "per data set"]
+        for v in per.values():
+            row.append("/".join(num(x) if same else f"{num(x)} (NFE {n})" for n, x in v) or "-")
+        rows.append(row)
+    rows.append(
+        ["floor (data vs data)", "-", *(num(ds.get("floor", {}).get(metric[d])) for d, ds in sets.items())]
+    )
+    out += table(["sampler", "NFE", *(f"{d} {metric[d].upper()}" for d in sets)], rows)
+    md = full_tables(name, data, path)
+    if md:
+        out += ["", *details(f"Full tables ({md[0]}): MMD², seconds, flow matching on the VP path", md[1])]
+    steps = f"2D: {settings['train_steps']} per model" if "train_steps" in settings else f"2D: {NR}"
+    if "digits" in sets:
+        steps += f"; digits: {NR}"
+    return [
+        *facts(
+            name,
+            data,
+            training=steps,
+            nfe="; ".join(f"{s} {'/'.join(str(n) for n in nfe_of[s])}" for s in samplers) or NR,
+            command=command(args),
+        ),
+        "",
+        *out,
+    ]
 
 
 def main() -> None:
@@ -130,6 +198,7 @@ def main() -> None:
     n = 300 if args.quick else args.n_eval
     work = Path(args.work)
     result: dict[str, Any] = {
+        "benchmark": "diffusion",
         "env": {
             "genlab": __version__,
             "torch": torch.__version__,
@@ -174,8 +243,8 @@ def main() -> None:
             "train_seconds": {"diffusion": t_diff, "fm_vp": t_fm},
             "goal": verdict,
         }
-        md.append(f"### {name} (W2 / MMD^2 vs {n} fresh data points)\n\n" + table(rows, names, floor))
-        md.append("Flow matching on the same VP path:\n\n" + table(eq, names, floor))
+        md.append(f"### {name} (W2 / MMD^2 vs {n} fresh data points)\n\n" + sampler_table(rows, names, floor))
+        md.append("Flow matching on the same VP path:\n\n" + sampler_table(eq, names, floor))
         if verdict:
             md.append(
                 f"Goal: DPM-Solver++ at NFE 10 W2 = {verdict['dpm10_w2']:.4f} vs {verdict['reference']} "
@@ -197,14 +266,13 @@ def main() -> None:
         result["datasets"]["digits"] = {"rows": rows, "floor": floor, "train_seconds": t_dig}
         md.append(
             f"### digits (Frechet distance, {len(test)} samples vs the test split)\n\n"
-            + table(rows, ["fd"], floor)
+            + sampler_table(rows, ["fd"], floor)
         )
-    text = "\n\n".join(md)
-    print("\n" + text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result["markdown"] = text
+    result["markdown"] = "\n\n".join(md)
     out.write_text(json.dumps(result, indent=2))
+    print("\n" + "\n".join(render(out.name, result, out)))
     print(f"\nwrote {out}")
 
 

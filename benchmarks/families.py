@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import os
 
-# before numpy / scipy / torch load their thread pools (POT's W2 runs in numpy)
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# before numpy / scipy / torch load their thread pools (POT's W2 runs in numpy); only when run, so
+# that results_md.py, which imports render() from here, leaves its own process's threads alone
+if __name__ == "__main__":
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -51,8 +53,11 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 from _env import machine  # noqa: E402
+from _render import NR, command, details, facts, full_tables, num, pm, table, write  # noqa: E402
+from _render import environment as recorded_environment  # noqa: E402
 
-from genlab import __version__, evaluation, runs  # noqa: E402
+from genlab import __version__  # noqa: E402
+from genlab.app import evaluation, runs  # noqa: E402
 from genlab.app.budget import budget_overrides, pilot_rate  # noqa: E402
 from genlab.app.compare import mean_std  # noqa: E402
 from genlab.app.train import train  # noqa: E402
@@ -82,6 +87,7 @@ FAMILIES_DIGITS = (
 )
 METRIC_NAMES = {"w2": "W2", "mmd": "MMD²", "nll": "NLL", "fd": "FD", "acc": "acc"}
 HIGHER_IS_BETTER = {"acc"}
+METRIC_LABELS = {**METRIC_NAMES, "acc": "accuracy"}
 
 
 def say(msg: str) -> None:
@@ -225,7 +231,7 @@ def cell(s: dict[str, float] | None, metric: str) -> str:
     return fmt(s["mean"], metric)
 
 
-def table(rows: list[dict[str, Any]], title: str) -> list[str]:
+def family_table(rows: list[dict[str, Any]], title: str) -> list[str]:
     metrics: list[str] = []
     for r in rows:
         metrics += [m for m in r["metrics"] if m not in metrics]
@@ -276,7 +282,8 @@ def table(rows: list[dict[str, Any]], title: str) -> list[str]:
     return lines + [""]
 
 
-def write_markdown(result: dict[str, Any], path: Path) -> str:
+def tables(result: dict[str, Any]) -> str:
+    """Every column of every table (train s, last vs best checkpoint), as markdown."""
     env = result["environment"]
     lines = [
         "# Model families at a fixed CPU training budget",
@@ -296,10 +303,99 @@ def write_markdown(result: dict[str, Any], path: Path) -> str:
     ]
     for data, rows in result["tables"].items():
         if rows:
-            lines += table(rows, data)
-    text = "\n".join(lines)
-    path.write_text(text + "\n")
-    return text
+            lines += family_table(rows, data)
+    return "\n".join(lines) + "\n"
+
+
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON: run facts, key numbers, metric tables, the full tables."""
+    results: dict[str, Any] = data.get("tables", {})
+    out: list[str] = []
+    summary = []
+    for title, rows in results.items():
+        metrics: list[str] = []
+        for r in rows:
+            metrics += [m for m in r.get("metrics", []) if m not in metrics]
+        floors: dict[str, Any] = {}
+        for r in rows:
+            floors.update(r.get("summary", {}).get("floors", {}))
+        out += [
+            "",
+            f"**{title}** (budget {num(rows[0].get('budget_s')) if rows else '-'} s of training per run)",
+            "",
+        ]
+        out += table(
+            [
+                "family",
+                "config",
+                "steps",
+                "NFE",
+                *(f"{METRIC_LABELS.get(m, m)} (floor {num(floors.get(m))})" for m in metrics),
+            ],
+            [
+                [
+                    r.get("family", "-"),
+                    f"`{r.get('config', '-')}`",
+                    r.get("steps", "-"),
+                    r.get("summary", {}).get("nfe", "-"),
+                    *(pm(r.get("summary", {}).get("metrics", {}).get("eval", {}).get(m)) for m in metrics),
+                ]
+                for r in rows
+            ],
+        )
+        if metrics:
+            m = metrics[0]
+            scored = [
+                (r["summary"]["metrics"]["eval"][m]["mean"], r.get("family", "-"))
+                for r in rows
+                if r.get("summary", {}).get("metrics", {}).get("eval", {}).get(m, {}).get("mean") is not None
+            ]
+            if scored:
+                best = (max if m in HIGHER_IS_BETTER else min)(scored)
+                summary.append(
+                    f"{title.split(' (')[0]}: best {METRIC_LABELS.get(m, m)} {best[1]} {num(best[0])}"
+                )
+    steps = "; ".join(
+        f"{t.split(' (')[0]}: " + ", ".join(f"{r.get('config')} {r.get('steps')}" for r in rows)
+        for t, rows in results.items()
+    )
+    nfe = "; ".join(
+        f"{t.split(' (')[0]}: "
+        + ", ".join(f"{r.get('config')} {r.get('summary', {}).get('nfe')}" for r in rows)
+        for t, rows in results.items()
+    )
+    budget = data.get("budget_s", {})
+    seeds = data.get("seeds", {})
+    seed_text = "; ".join(f"training {k}: {v}" for k, v in seeds.items()) if seeds else NR
+    if data.get("sampling_seed"):
+        seed_text += f"; sampling: {data['sampling_seed']}"
+    argv = data.get("argv")
+    env = recorded_environment(data).get("thread_env", {})
+    prefix = "OMP_NUM_THREADS=1 " if env.get("OMP_NUM_THREADS") == "1" else ""
+    head = [
+        "Same wall-clock training budget per run ("
+        + ", ".join(f"{k} {num(v)} s" for k, v in budget.items())
+        + "), steps = budget x the pilot's steps/s; metric cells are mean ± sample std over the seeds. "
+        + ("Key numbers: " + "; ".join(summary) + "." if summary else "")
+    ]
+    md = full_tables(name, data, path, tables, "seconds")
+    tail = ["", *details(f"Full tables ({md[0]}): train s, last vs best checkpoint", md[1])] if md else []
+    return [
+        *facts(
+            name,
+            data,
+            training=("budget " + ", ".join(f"{k} {num(v)} s" for k, v in budget.items()) + " -> " + steps)
+            if budget
+            else steps or NR,
+            seeds=seed_text,
+            nfe=nfe or NR,
+            command=command(argv, prefix) if argv else None,
+        ),
+        "",
+        *head,
+        *out,
+        *tail,
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +419,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.render:
         src = Path(args.render)
-        print(write_markdown(json.loads(src.read_text()), src.with_suffix(".md")))
+        print(write(render, src, json.loads(src.read_text())), end="")
         return
     q = args.quick
     budget_2d = args.budget_2d if args.budget_2d is not None else (3.0 if q else 40.0)
@@ -348,6 +444,7 @@ def main() -> None:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
+        "benchmark": "families",
         "environment": environment(args.threads),
         "quick": q,
         "budget_s": {"2d": budget_2d, "digits": budget_digits},
@@ -364,7 +461,7 @@ def main() -> None:
         result["seconds"] = time.perf_counter() - t_start
         result["environment"]["loadavg_end"] = list(os.getloadavg())
         out.write_text(json.dumps(result, indent=2))
-        write_markdown(result, out.with_suffix(".md"))
+        write(render, out, result)
 
     jobs = [
         (
@@ -385,7 +482,7 @@ def main() -> None:
         save()
         say(f"  ... {(time.perf_counter() - t_start) / 60:.1f} min elapsed")
     save()
-    print(write_markdown(result, out.with_suffix(".md")))
+    print(write(render, out, result), end="")
     say(f"wrote {out} and {out.with_suffix('.md')}")
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 from _env import machine
+from _render import generic, table, write
 from torch import nn
 
 from genlab.data import make_toy
@@ -196,18 +197,14 @@ def exactness(flow: Any, points: torch.Tensor) -> dict[str, float]:
 # --------------------------------------------------------------------------------------
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def pm(values: list[float], fmt: str = ".3f") -> str:
     arr = np.asarray(values, dtype=float)
     sd = float(np.std(arr, ddof=1)) if len(arr) > 1 else 0.0
     return f"{np.mean(arr):{fmt}} ± {sd:{fmt}}"
 
 
-def render(res: dict[str, Any]) -> str:
+def tables(res: dict[str, Any]) -> str:
+    """Every table of a result (NLL, W2, exactness) as markdown."""
     cfg, env = res["config"], res["environment"]
     v = env["versions"]
     parts = [
@@ -251,8 +248,8 @@ def render(res: dict[str, Any]) -> str:
                     " / ".join(f"{r['max_abs_sample']:.3g}" for r in runs),
                 ]
             )
-    parts.append(
-        md_table(
+    parts.extend(
+        table(
             [
                 "dataset",
                 "library",
@@ -288,7 +285,7 @@ def render(res: dict[str, Any]) -> str:
         "### Exactness: log p(x) vs brute-force change of variables (trained seed-0 flows, float64, "
         "held-out points)",
         "",
-        md_table(
+        *table(
             [
                 "dataset",
                 "library",
@@ -301,6 +298,11 @@ def render(res: dict[str, Any]) -> str:
         ),
     ]
     return "\n".join(parts) + "\n"
+
+
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON: the run facts, then the tables."""
+    return generic(name, data, path, tables, "total_seconds")
 
 
 # --------------------------------------------------------------------------------------
@@ -339,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reference_seed = 99
     probe = {lib: FLOWS[lib](args.layers, args.hidden, 0) for lib in LIBRARIES}
     result: dict[str, Any] = {
+        "benchmark": "flows",
         "config": {
             "steps": args.steps,
             "seeds": list(range(args.seeds)),
@@ -388,9 +391,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["total_seconds"] = time.perf_counter() - t_start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    md = render(result)
-    args.out.with_suffix(".md").write_text(md)
-    sys.stdout.write(md)
+    sys.stdout.write(write(render, args.out, result))
     log(f"[flows] wrote {args.out} in {result['total_seconds'] / 60:.1f} min")
     return result
 

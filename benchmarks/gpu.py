@@ -48,6 +48,7 @@ if importlib.util.find_spec("genlab") is None:  # a bare GPU machine: use the ch
 
 import torch  # noqa: E402
 from _env import machine  # noqa: E402
+from _render import facts, full_tables, write  # noqa: E402
 
 from genlab.app import evaluation, runs  # noqa: E402
 from genlab.app.builders import build_model  # noqa: E402
@@ -399,7 +400,7 @@ def _throughput_lines(points: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def markdown(result: dict[str, Any]) -> str:
+def tables(result: dict[str, Any]) -> str:
     """The families table, the resume line and the throughput table (sections that ran)."""
     lines = [
         f"Device: {result['device_name']} ({result['device']}); torch {result['torch']}; "
@@ -410,6 +411,24 @@ def markdown(result: dict[str, Any]) -> str:
     if "throughput" in result:
         lines += _throughput_lines(result["throughput"])
     return "\n".join(lines) + "\n"
+
+
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON (gpu.json, or a CPU run such as compile_cpu.json): run facts,
+    then the tables."""
+    fam = data.get("families") or {}
+    batches = sorted({str(p.get("batch")) for p in data.get("throughput", []) if p.get("batch")})
+    out = facts(
+        name,
+        data,
+        batch="/".join(batches) if batches else None,
+        training=f"{fam['steps']} per family run" if fam.get("steps") else None,
+        command=data.get("command"),
+    )
+    md = full_tables(name, data, path, tables, "wall_s")
+    if md:
+        out += ["", md[1].strip()]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     dev = torch.device(device)
     result: dict[str, Any] = {
+        "benchmark": "gpu",
         "command": "python benchmarks/gpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "device": device,
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type,
@@ -458,9 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    print(write(render, out, result), end="")
     fam = result.get("families", {"rows": [], "resume": {}})
     rows = [*fam["rows"], fam["resume"], *result.get("throughput", [])]
     failed = [r for r in rows if r.get("status") == "failed"]

@@ -18,13 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _render import NR, command, facts, num, table, write
+from _render import environment as recorded_environment
 
-from genlab import __version__, evaluation, runs
+from genlab import __version__
+from genlab.app import evaluation, runs
 from genlab.app.conditioning import run_conditioning
 from genlab.app.train import train
 
@@ -75,34 +79,61 @@ def coupling_row(run_dir: Path, steps: int) -> dict[str, Any]:
     }
 
 
-def write_markdown(result: dict[str, Any], path: Path) -> None:
-    """The tables of a result JSON as markdown."""
-    g = result["guidance"]
-    lines = [
-        f"# Classifier-free guidance on digits ({result['train_steps']} training steps)",
-        "",
-        f"Sampling: {result['sampling']}. Accuracy floor (the classifier's test accuracy) "
-        f"{g[0]['acc_floor']:.3f}; FD floor {g[0]['fd_floor']:.2f}; n = {g[0]['n']} samples, "
-        "classes in turn.",
-        "",
-        "| w | accuracy on the requested label | FD |",
-        "|---|---|---|",
-        *[f"| {r['w']:g} | {r['acc']:.3f} | {r['fd']:.2f} |" for r in g],
-    ]
-    if result["couplings"]:
-        lines += [
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON: run facts, the guidance sweep, the data couplings."""
+    out: list[str] = []
+    g = data.get("guidance", [])
+    if g:
+        best = min(g, key=lambda r: r.get("fd", float("inf")))
+        out.append(
+            f"Class-conditional digits U-Net: lowest FD {num(best.get('fd'))} at w = {num(best.get('w'))} "
+            f"(accuracy {num(best.get('acc'))}; floors: FD {num(g[0].get('fd_floor'))}, "
+            f"accuracy {num(g[0].get('acc_floor'))})."
+        )
+        out += [
             "",
-            "# Data couplings on the digits test split",
-            "",
-            "| coupling | args | FD (floor) | MSE to the true digit | MSE of the input |",
-            "|---|---|---|---|---|",
-            *[
-                f"| {r['coupling']} | {r['coupling_args']} | {r['fd']:.2f} ({r['fd_floor']:.2f}) | "
-                f"{r['mse_to_truth']:.4f} | {r['mse_input_to_truth']:.4f} |"
-                for r in result["couplings"]
-            ],
+            *table(
+                ["w", "accuracy on the requested label", "FD", "n", "NFE"],
+                [[num(r.get("w")), num(r.get("acc")), num(r.get("fd")), r.get("n"), r.get("nfe")] for r in g],
+            ),
         ]
-    path.write_text("\n".join(lines) + "\n")
+    c = data.get("couplings", [])
+    if c:
+        out += ["", "Data couplings on the digits test split:", ""]
+        out += table(
+            ["coupling", "args", "FD (floor)", "MSE to the true digit", "MSE of the input"],
+            [
+                [
+                    r.get("coupling"),
+                    json.dumps(r.get("coupling_args")),
+                    f"{num(r.get('fd'))} ({num(r.get('fd_floor'))})",
+                    num(r.get("mse_to_truth")),
+                    num(r.get("mse_input_to_truth")),
+                ]
+                for r in c
+            ],
+        )
+    args = ["benchmarks/guidance.py"] + (["--couplings"] if c else [])
+    m = re.search(r"(\d+) steps", str(data.get("sampling", "")))
+    if m and int(m.group(1)) != 25:
+        args += ["--steps", m.group(1)]
+    threads = recorded_environment(data).get("threads")
+    args += ["--threads", str(threads)] if threads not in (None, 1) else []
+    nfes = sorted({r.get("nfe") for r in g + c if r.get("nfe") is not None})
+    nfe_text = data.get("sampling") or (f"NFE {', '.join(map(str, nfes))}" if nfes else NR)
+    return [
+        *facts(
+            name,
+            data,
+            batch=num(data.get("batch_size")) if "batch_size" in data else NR,
+            training=f"{data['train_steps']} per run" if "train_steps" in data else NR,
+            seeds=f"training {data['seed']}" if "seed" in data else NR,
+            nfe=nfe_text,
+            command=command(args),
+        ),
+        "",
+        *out,
+    ]
 
 
 def main() -> None:
@@ -117,7 +148,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.render:
         src = Path(args.render)
-        write_markdown(json.loads(src.read_text()), src.with_suffix(".md"))
+        write(render, src, json.loads(src.read_text()))
         return
     work = Path(args.work)
     train_steps = 300 if args.quick else 3000
@@ -127,7 +158,7 @@ def main() -> None:
     run_dir = Path(args.run) if args.run else work / "digits_cond"
     if not args.run:
         train(runs.resolve_config("digits_cond", over), run_dir, overwrite=True)
-    table = guidance_table(run_dir, args.steps)
+    sweep = guidance_table(run_dir, args.steps)
     couplings = []
     if args.couplings:
         for name in ("digits_inpaint", "digits_superres"):
@@ -135,6 +166,7 @@ def main() -> None:
             couplings.append(coupling_row(work / name, args.steps))
             print(couplings[-1])
     result = {
+        "benchmark": "guidance",
         "hardware": {
             "processor": platform.processor(),
             "torch": torch.__version__,
@@ -145,13 +177,13 @@ def main() -> None:
         "batch_size": 128,
         "seed": 0,
         "sampling": f"RK4, {args.steps} steps (NFE {4 * args.steps}; w not in (0, 1): each a batch of 2n)",
-        "guidance": table,
+        "guidance": sweep,
         "couplings": couplings,
         "seconds": time.perf_counter() - t0,
     }
     out = Path(__file__).parent / "results" / ("guidance_quick.json" if args.quick else "guidance.json")
     out.write_text(json.dumps(result, indent=2))
-    write_markdown(result, out.with_suffix(".md"))
+    write(render, out, result)
     print(f"wrote {out} and {out.with_suffix('.md')}")
 
 

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _render import NR, command, facts, num, table
 
-from genlab import __version__, evaluation, runs
+from genlab import __version__
+from genlab.app import evaluation, runs
 from genlab.app.train import train
 from genlab.likelihood import log_prob_ode
 from genlab.networks import MLPConfig, TimeMLP
@@ -162,6 +164,74 @@ def digits_bpd(steps: int, work: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON: run facts, the NLL, throughput and bits/dim tables."""
+    nll = data.get("nll", {})
+    rows = nll.get("rows", [])
+    out: list[str] = []
+    args = ["benchmarks/likelihood.py"]
+    plain = {r.get("train_steps") for r in rows if not str(r.get("model", "")).startswith("CNF")}
+    cnf = {r.get("train_steps") for r in rows if str(r.get("model", "")).startswith("CNF")}
+    if len(plain) == 1 and plain != {6000}:
+        args += ["--steps", str(plain.pop())]
+    if len(cnf) == 1 and cnf != {1500}:
+        args += ["--cnf-steps", str(cnf.pop())]
+    if nll.get("n") not in (None, 2000):
+        args += ["--n", str(nll["n"])]
+    digits = data.get("digits", [])
+    if digits:
+        args.append("--digits")
+        dsteps = {r.get("train_steps") for r in digits}
+        if len(dsteps) == 1 and dsteps != {3000}:
+            args += ["--digits-steps", str(dsteps.pop())]
+    if rows:
+        best = min(rows, key=lambda r: r.get("nll", float("inf")))
+        out.append(
+            f"Held-out NLL on 8gaussians ({nll.get('n', NR)} points; true NLL {num(nll.get('true_nll'))} "
+            f"nats/point): closest {best.get('model')} {num(best.get('nll'))} (gap {num(best.get('gap'))})."
+        )
+        out.append("")
+        out += table(
+            ["model", "training steps", "NLL (nats/point)", "gap to true NLL", "train s", "eval s"],
+            [
+                [
+                    r.get("model"),
+                    r.get("train_steps"),
+                    num(r.get("nll")),
+                    num(r.get("gap")),
+                    num(r.get("train_s")),
+                    num(r.get("eval_s")),
+                ]
+                for r in rows
+            ],
+        )
+    thr = data.get("throughput", [])
+    if thr:
+        dims = sorted({r.get("dim") for r in thr})
+        methods = list(dict.fromkeys(r.get("method") for r in thr))
+        by = {(r.get("method"), r.get("dim")): r.get("points_per_s") for r in thr}
+        out += ["", "log-prob throughput (points/s, same network and solver for every method):", ""]
+        out += table(
+            ["method", *(f"D = {d}" for d in dims)],
+            [[m, *(num(by.get((m, d))) for d in dims)] for m in methods],
+        )
+    if digits:
+        out += ["", "bits/dim on the digits test split:", ""]
+        out += table(
+            ["model", "training steps", "bits/dim"],
+            [[r.get("model"), r.get("train_steps"), num(r.get("bits_per_dim"))] for r in digits],
+        )
+    steps = (
+        "; ".join(
+            f"{part}: " + ", ".join(f"{r.get('model')} {r.get('train_steps')}" for r in rs)
+            for part, rs in (("NLL", rows), ("digits bits/dim", digits))
+            if rs
+        )
+        or NR
+    )
+    return [*facts(name, data, training=steps, command=command(args)), "", *out]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=6000, help="training steps (FM, diffusion, RealNVP)")
@@ -181,6 +251,7 @@ def main() -> None:
     out = Path(args.out)
     parts = set(args.parts.split(","))
     result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    result["benchmark"] = "likelihood"
     result["env"] = {
         "genlab": __version__,
         "torch": torch.__version__,

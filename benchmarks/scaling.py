@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# one thread per library before they load (only when run: results_md.py imports render() from here)
+if __name__ == "__main__":
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -54,6 +56,7 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 from _env import machine  # noqa: E402
+from _render import NR, command, details, facts, full_tables, num, out_flag, table, write  # noqa: E402
 
 from genlab import __version__  # noqa: E402
 
@@ -227,6 +230,7 @@ def fmt(x: float, digits: int = 1) -> str:
 
 
 def tables(result: dict[str, Any]) -> str:
+    """Every table of a result (IQR, load, communication cost) as markdown."""
     m = result["machine"]
     lines = [
         "# Data-parallel scaling of `genlab train` (DDP, gloo on CPU)",
@@ -242,7 +246,7 @@ def tables(result: dict[str, Any]) -> str:
         "`genlab train` row of the same config (strong scaling: the same as the steps/s ratio). "
         "Efficiency = speed-up / processes. IQR = interquartile range of the window rates.",
     ]
-    for table, title in (
+    for kind, title in (
         ("strong", "Strong scaling: fixed global batch, split across the processes"),
         ("weak", "Weak scaling: fixed per-process batch (global = processes x per-process)"),
     ):
@@ -256,7 +260,7 @@ def tables(result: dict[str, Any]) -> str:
         ]
         for cfg in result["configs"]:
             rows = [r for r in cfg["rows"] if r["table"] == "strong"]
-            if table == "weak":
+            if kind == "weak":
                 rows = [r for r in rows if r["launcher"] == "torchrun" and r["nproc"] == 1]
                 rows += [r for r in cfg["rows"] if r["table"] == "weak"]
             ref = next(r for r in cfg["rows"] if r["launcher"] == "plain")
@@ -311,6 +315,89 @@ def tables(result: dict[str, Any]) -> str:
         "genlab's trainer currently runs its model on the CPU.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON: run facts, the speed-ups, the all-reduce times, the full tables."""
+    configs = data.get("configs", [])
+    out: list[str] = []
+    rows = []
+    summary = []
+    for c in configs:
+        base = next((r for r in c.get("rows", []) if r.get("launcher") == "plain"), None)
+        for r in c.get("rows", []):
+            speed = (r["samples_per_s"] / base["samples_per_s"]) if base and r.get("samples_per_s") else None
+            rows.append(
+                [
+                    f"`{c.get('config')}`",
+                    r.get("table"),
+                    r.get("launcher"),
+                    r.get("nproc"),
+                    r.get("global_batch"),
+                    r.get("per_process_batch"),
+                    r.get("steps"),
+                    num(r.get("steps_per_s")),
+                    f"{r['samples_per_s']:,.0f}" if r.get("samples_per_s") else "-",
+                    f"{speed:.2f}x" if speed else "-",
+                ]
+            )
+            if r.get("table") == "strong" and r.get("nproc") == 2 and speed:
+                summary.append(f"{c.get('config')} {speed:.2f}x")
+    if summary:
+        out.append(
+            "Strong scaling, 2 processes over plain `genlab train` (samples/s): " + ", ".join(summary) + "."
+        )
+        out.append("")
+    out += table(
+        [
+            "config",
+            "table",
+            "launcher",
+            "processes",
+            "global batch",
+            "per-process batch",
+            "steps",
+            "steps/s",
+            "samples/s",
+            "speed-up",
+        ],
+        rows,
+    )
+    ar = data.get("allreduce") or {}
+    if ar:
+        out += ["", "gloo all-reduce between two processes (median ms):", ""]
+        out += table(["floats", "ms"], [[k, num(v)] for k, v in ar.items()])
+    md = full_tables(name, data, path, tables, "total_min")
+    if md:
+        out += ["", *details(f"Full tables ({md[0]}): IQR, load, communication cost", md[1])]
+    args = ["benchmarks/scaling.py"]
+    names = [c.get("config") for c in configs]
+    if names and names != ["moons", "digits", "moons_gan"]:
+        args += ["--configs", *names]
+    if data.get("budget_s") not in (None, 25.0):
+        args += ["--budget", str(data["budget_s"])]
+    if configs and not ar:
+        args.append("--no-allreduce")
+    batches = "; ".join(
+        f"{c.get('config')}: global "
+        + "/".join(str(b) for b in dict.fromkeys(r.get("global_batch") for r in c["rows"]))
+        for c in configs
+    )
+    return [
+        *facts(
+            name,
+            data,
+            batch=batches or NR,
+            training="; ".join(
+                f"{c.get('config')} {c['rows'][0].get('steps')}" for c in configs if c.get("rows")
+            )
+            or NR,
+            nfe="not applicable (training throughput only)",
+            command=command(args + out_flag(name, "scaling.json")),
+        ),
+        "",
+        *out,
+    ]
 
 
 def main() -> None:
@@ -370,11 +457,9 @@ def main() -> None:
     result["machine"]["loadavg_end"] = list(os.getloadavg())
     result["total_min"] = (time.perf_counter() - t_start) / 60
     result["gpu_command"] = "torchrun --nproc-per-node N -m genlab train CONFIG"
-    md = tables(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(md)
-    print(md)
+    print(write(render, out, result), end="")
     log(f"wrote {out} and {out.with_suffix('.md')}")
 
 

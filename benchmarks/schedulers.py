@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 from _env import machine
+from _render import generic, table, write
 
 from genlab.app import runs
 from genlab.app.train import train
@@ -543,16 +544,12 @@ def ddpm_trailing(make: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def e(v: float | None) -> str:
     return "-" if v is None else f"{v:.1e}"
 
 
-def render(res: dict[str, Any]) -> str:
+def tables(res: dict[str, Any]) -> str:
+    """Every table of a result (agreement, quality at equal NFE) as markdown."""
     cfg, env = res["config"], res["environment"]
     v = env["versions"]
     a = res["agreement"]
@@ -594,8 +591,8 @@ def render(res: dict[str, Any]) -> str:
                 e(r.get("posterior_mean_max_abs_diff_vs_ddim_eta1")),
             ]
         )
-    parts.append(
-        md_table(
+    parts.extend(
+        table(
             [
                 "update",
                 "genlab k",
@@ -656,8 +653,8 @@ def render(res: dict[str, Any]) -> str:
                 f"{g['mean_err']:.1e} / {g['std_err']:.1e}",
             ]
         )
-    parts.append(
-        md_table(
+    parts.extend(
+        table(
             [
                 "method",
                 "steps",
@@ -699,13 +696,18 @@ def render(res: dict[str, Any]) -> str:
                 f"{r['seconds_min']:.2f} / {r['seconds_median']:.2f}",
             ]
         )
-    parts.append(
-        md_table(
+    parts.extend(
+        table(
             ["method", "implementation", "NFE", "W2", "max abs diff vs genlab", "sample s (min / median)"],
             rows,
         )
     )
     return "\n".join(parts) + "\n"
+
+
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON: the run facts, then the tables."""
+    return generic(name, data, path, tables, "total_seconds")
 
 
 # --------------------------------------------------------------------------------------
@@ -774,6 +776,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         q = quality(run, make, nfes, args.n_eval, args.sample_seeds)
     env["loadavg_end"] = list(os.getloadavg())
     result = {
+        "benchmark": "schedulers",
         "config": {
             "T": T,
             "beta_start": BETA_START,
@@ -796,9 +799,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    md = render(result)
-    args.out.with_suffix(".md").write_text(md)
-    sys.stdout.write(md)
+    sys.stdout.write(write(render, args.out, result))
     log(f"[schedulers] wrote {args.out} in {result['total_seconds'] / 60:.1f} min")
     return result
 

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _render import NR, command, details, facts, flags, full_tables, num, out_flag, table, write
 from toy2d_worker import (
     LOSS_BUILDERS,
     LOSS_TAIL,
@@ -278,12 +279,6 @@ def cross_check(
 # --------------------------------------------------------------------------------------
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def fmt_w2(v: float) -> str:
     return f"{v:.4f}"
 
@@ -292,7 +287,8 @@ def fmt_mmd(v: float) -> str:
     return f"{v:.2e}"
 
 
-def render(result: dict[str, Any]) -> str:
+def tables(result: dict[str, Any]) -> str:
+    """Every table of a result (speed, memory, W2 and MMD², the two checks) as markdown."""
     cfg, env = result["config"], result["environment"]
     libs = cfg["libraries"]
     status = result["library_status"]
@@ -342,7 +338,7 @@ def render(result: dict[str, Any]) -> str:
         "",
         "### Training speed, memory and sampling time",
         "",
-        md_table(
+        *table(
             [
                 "dataset",
                 "library",
@@ -384,7 +380,7 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"### Sample quality: {ds} (n_eval={cfg['n_eval']}, genlab solvers for every net)",
             "",
-            md_table(header, rows),
+            *table(header, rows),
         ]
 
     # objective and solver cross-checks
@@ -400,7 +396,7 @@ def render(result: dict[str, Any]) -> str:
             "",
             "### Objective check: same (x_1, x_0, t), initial network",
             "",
-            md_table(["dataset", "peer", "genlab loss", "abs diff of peer loss"], rows),
+            *table(["dataset", "peer", "genlab loss", "abs diff of peer loss"], rows),
         ]
     rows = []
     for ds in cfg["datasets"]:
@@ -422,7 +418,7 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"### Solver cross-check: peer solver vs genlab Euler, {CROSS_CHECK_STEPS} steps, same x0",
             "",
-            md_table(
+            *table(
                 [
                     "dataset",
                     "trained by",
@@ -437,6 +433,132 @@ def render(result: dict[str, Any]) -> str:
             ),
         ]
     return "\n".join(parts) + "\n"
+
+
+#: (flag, config key, default) of the options a run records: its command names those it changed
+TOY2D_DEFAULTS = [
+    ("--steps", "steps", 10000),
+    ("--batch", "batch", 256),
+    ("--lr", "lr", 1e-3),
+    ("--datasets", "datasets", ["moons", "8gaussians", "checkerboard"]),
+    ("--libraries", "libraries", ["genlab", "torchcfm", "flow_matching"]),
+    ("--n-eval", "n_eval", 2000),
+    ("--seed", "seed", 0),
+    ("--noise", "noise", "native"),
+    ("--dopri-tol", "dopri_tol", 1e-5),
+    ("--threads", "threads", None),
+]
+
+
+def render(name: str, data: dict[str, Any], path: Path) -> list[str]:
+    """The markdown of a result JSON: run facts, key numbers, speed and W2 tables, the full tables."""
+    cfg = data.get("config", {})
+    sets: dict[str, Any] = data.get("datasets", {})
+    status = data.get("library_status", {})
+    libs = [lib for lib in cfg.get("libraries", status) if status.get(lib, "ok") == "ok"]
+    quality_keys: list[str] = []
+    for ds in sets.values():
+        for lib in libs:
+            for key in ds.get("quality", {}).get(lib, {}):
+                if key not in quality_keys:
+                    quality_keys.append(key)
+    nfes = ", ".join(
+        f"{solver} {'/'.join(k.split('-')[1] for k in quality_keys if k.startswith(solver + '-'))}"
+        for solver in dict.fromkeys(k.split("-")[0] for k in quality_keys if "-" in k)
+    )
+    if any("-" not in k for k in quality_keys):
+        nfes += "; " + ", ".join(f"{k} (adaptive, NFE in the table)" for k in quality_keys if "-" not in k)
+    seeds = "; ".join(
+        f"{d}: " + ", ".join(f"{k} {v}" for k, v in ds.get("seeds", {}).items()) for d, ds in sets.items()
+    )
+    out: list[str] = []
+    # summary: W2 at the highest Euler NFE and median ms/step, per data set and library
+    top = max((k for k in quality_keys if k.startswith("euler-")), key=lambda k: int(k[6:]), default=None)
+    for d, ds in sets.items():
+        parts = []
+        if top:
+            w2 = ", ".join(
+                f"{lib} {num(ds.get('quality', {}).get(lib, {}).get(top, {}).get('w2'))}" for lib in libs
+            )
+            parts.append(f"W2 at Euler NFE {top[6:]}: {w2} (floor {num(ds.get('floor', {}).get('w2'))})")
+        ms = ", ".join(
+            f"{lib} {num(ds.get('train', {}).get(lib, {}).get('median_ms_per_step'))}" for lib in libs
+        )
+        parts.append(f"median ms/step: {ms}")
+        out.append(f"- **{d}**: " + "; ".join(parts) + ".")
+    missing = [f"{lib} ({why})" for lib, why in status.items() if why != "ok"]
+    if missing:
+        out.append(f"- Not run: {', '.join(missing)}.")
+    diffs = [
+        v
+        for ds in sets.values()
+        for k, v in ds.get("objective_check", {}).items()
+        if k.startswith("abs_diff")
+    ]
+    if diffs:
+        out.append(
+            "- Objective check (peer loss minus genlab loss on one shared batch): "
+            f"max |diff| {max(diffs):.3g}."
+        )
+    out.append("")
+    out.append(
+        "Training speed (one fresh worker process per row; compare the medians, see the load average):"
+    )
+    out.append("")
+    out += table(
+        ["data set", "library", "median ms/step", "steps/s (wall)", "final loss", "load avg start / end"],
+        [
+            [
+                d,
+                lib,
+                num(r.get("median_ms_per_step")),
+                num(r.get("steps_per_s")),
+                num(r.get("loss_final")),
+                " / ".join(num(x) for x in r.get("loadavg_1min_start_end", [])) or "-",
+            ]
+            for d, ds in sets.items()
+            for lib, r in ds.get("train", {}).items()
+        ],
+    )
+    out.append("")
+    out.append(
+        f"Sample quality, W2 ({' / '.join(libs)}), every net sampled by genlab's solvers from the same x_0:"
+    )
+    out.append("")
+    rows = []
+    for key in quality_keys:
+        solver, _, n = key.partition("-")
+        row = [solver, n or "adaptive"]
+        for ds in sets.values():
+            q = ds.get("quality", {})
+            cell = " / ".join(num(q.get(lib, {}).get(key, {}).get("w2")) for lib in libs)
+            if not n:
+                cell += (
+                    " (NFE "
+                    + "/".join(str(q.get(lib, {}).get(key, {}).get("nfe", "-")) for lib in libs)
+                    + ")"
+                )
+            row.append(cell)
+        rows.append(row)
+    rows.append(["floor (data vs data)", "-", *(num(ds.get("floor", {}).get("w2")) for ds in sets.values())])
+    out += table(["solver", "NFE", *(f"{d} W2" for d in sets)], rows)
+    md = full_tables(name, data, path, tables, "total_seconds")
+    if md:
+        out += ["", *details(f"Full tables ({md[0]}): speed, memory, W2 and MMD², solver cross-check", md[1])]
+    cmd = command(["benchmarks/toy2d.py", *flags(cfg, TOY2D_DEFAULTS), *out_flag(name, "toy2d.json")])
+    return [
+        *facts(
+            name,
+            data,
+            batch=num(cfg.get("batch")),
+            training=f"{cfg['steps']} per library and data set" if "steps" in cfg else NR,
+            seeds=(f"master {cfg['seed']}; " if "seed" in cfg else "") + (seeds or NR),
+            nfe=nfes or NR,
+            command=cmd,
+        ),
+        "",
+        *out,
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -489,7 +611,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out",
         type=Path,
         default=None,
-        help="JSON output (default benchmarks/results/toy2d[_quick].json)",
+        help="JSON output (default benchmarks/results/toy2d[_quick].json); the markdown goes next to it",
     )
     args = p.parse_args(argv)
     preset = QUICK if args.quick else {}
@@ -528,6 +650,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if status[lib] != "ok":
             log(f"[toy2d] {lib}: {status[lib]} -- skipped")
     result: dict[str, Any] = {
+        "benchmark": "toy2d",
         "config": {
             "steps": args.steps,
             "batch": args.batch,
@@ -604,8 +727,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["total_seconds"] = time.perf_counter() - t_start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    sys.stdout.write(render(result))
-    log(f"[toy2d] wrote {args.out} in {result['total_seconds'] / 60:.1f} min")
+    sys.stdout.write(write(render, args.out, result))
+    minutes = result["total_seconds"] / 60
+    log(f"[toy2d] wrote {args.out} and {args.out.with_suffix('.md')} in {minutes:.1f} min")
     return result
 
 
