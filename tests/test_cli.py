@@ -76,8 +76,8 @@ def test_errors_are_one_line(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert "unknown key 'train.stepz'" in error_of(["train", "moons", "train.stepz=3"], capsys)
     assert "train.steps must be int" in error_of(["train", "moons", "train.steps=abc"], capsys)
     # wrong data shape and NaN in a user file
-    cube = tmp_path / "cube.npy"
-    np.save(cube, np.zeros((10, 2, 2)))
+    cube = tmp_path / "cube.npy"  # a 5-D array is neither a table nor images
+    np.save(cube, np.zeros((10, 2, 2, 2, 2)))
     assert "cube.npy" in error_of(
         ["train", "moons", "data.name=array", f"data.path={cube}", "--out", str(tmp_path / "r1")],
         capsys,

@@ -1,4 +1,5 @@
-"""From a validated :class:`~genlab.app.config.Config` to data sets, networks and models."""
+"""From a validated :class:`~genlab.app.config.Config` to the model and its batch sampler (the
+data sets come from :mod:`genlab.app.datasets`, re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,47 +9,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from genlab.app.config import Config, ConfigError, DataConfig
-from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, load_mnist, make_toy
+from genlab.app.config import Config, ConfigError
+from genlab.app.datasets import FILE_SETS, IMAGE_SETS, build_dataset, data_names, data_shape
 from genlab.data.images import ImageDataset
 from genlab.models import DataInfo
 from genlab.models.flow_matching import FlowMatchingConfig
 from genlab.paths import ReflowPairs
 
-IMAGE_SETS = ("digits", "mnist", "cifar10")
-FILE_SETS = ("array", "npy", "csv")
-
-
-def data_names() -> list[str]:
-    """Every valid ``data.name``."""
-    return sorted([*TOY_DATASETS, *IMAGE_SETS, *FILE_SETS])
-
-
-def build_dataset(cfg: DataConfig, split: str | None = None) -> Any:
-    """The data set named by ``cfg`` (toys are generated, digits ship, files are read)."""
-    name, split = cfg.name, split or cfg.split
-    if name in TOY_DATASETS:
-        return make_toy(name)
-    if name == "digits":
-        return load_digits(split)
-    path = cfg.path
-    if name in ("mnist", "cifar10", *FILE_SETS) and not path:
-        what = "a .npy or .csv file of shape (N, D)" if name in FILE_SETS else f"the {name} directory"
-        raise ConfigError(f"data.name={name} needs data.path=... pointing to {what}")
-    if path and name == "mnist":
-        return load_mnist(path, split)
-    if path and name == "cifar10":
-        return load_cifar10(path, split)
-    if path and name in FILE_SETS:
-        return load_array(path)
-    raise ConfigError(f"data.name={name!r} is not valid; choose one of: {', '.join(data_names())}")
-
-
-def data_shape(dataset: Any) -> tuple[int, ...]:
-    """Shape of one sample: (D,) for vectors, (C, H, W) for images."""
-    if isinstance(dataset, ImageDataset):
-        return tuple(dataset.shape)
-    return (int(dataset.dim),)
+__all__ = [
+    "FILE_SETS",
+    "IMAGE_SETS",
+    "build_dataset",
+    "build_model",
+    "data_names",
+    "data_shape",
+    "training_sampler",
+]
 
 
 def build_model(cfg: Config, shape: tuple[int, ...], num_classes: int | None = None) -> nn.Module:

@@ -203,6 +203,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     run = runs.load_run(args.run_dir, checkpoint=args.checkpoint, device=_device(args))
     result = evaluation.evaluate(run, metrics=metrics, n=args.n, sample=_sample_settings(args, run))
     print(reporting.format_table(result))
+    print(f"(held-out data: {result['reference']})")
+    for name, why in result.get("skipped", {}).items():
+        print(f"(metric {name} of the config skipped: {why})")
     if "fd_classifier_test_accuracy" in result:
         acc = result["fd_classifier_test_accuracy"]
         print(f"(fd uses the penultimate features of a digits classifier, test accuracy {acc:.3f})")

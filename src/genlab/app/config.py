@@ -31,9 +31,14 @@ __all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "SampleConfig", 
 
 @dataclass
 class DataConfig:
-    name: str = "moons"  # 2D toy (moons, 8gaussians, ...), digits, mnist, cifar10, or array
-    path: str | None = None  # .npy/.csv file for name=array; directory for mnist / cifar10
+    name: str = "moons"  # 2D toy (moons, 8gaussians, ...), digits, mnist, cifar10, array (your file)
+    path: str | None = None  # array: .npy / .csv table, .npy / .npz / .pt images, a folder of pictures
     split: str = "train"  # split used for training (image data sets)
+    test_path: str | None = None  # held-out data in the training file's format (else the test split)
+    holdout: float = 0.1  # without a test split: this fraction of the file is held out of training
+    holdout_seed: int = 0  # which rows are held out
+    value_range: str = "auto"  # image pixels: auto (detected), 0-255, 0-1, -1-1
+    standardize: bool = True  # your tables: train on z-scores per column, sample in the data's units
 
 
 @dataclass
@@ -348,6 +353,9 @@ def validate(cfg: Config) -> None:
     from genlab.solvers import SOLVERS
 
     cfg.model.validate()
+    if not 0.0 <= cfg.data.holdout < 1.0:
+        raise ConfigError(f"data.holdout must be a fraction in [0, 1), got {cfg.data.holdout}")
+    check_choice("data.value_range", cfg.data.value_range, ["auto", "0-255", "0-1", "-1-1"])
     samplers = FAMILIES[cfg.model.family].samplers
     if cfg.sample.sampler is not None and cfg.sample.sampler not in samplers:
         raise ConfigError(

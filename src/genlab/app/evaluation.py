@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from genlab._atomic import atomic_write_json
-from genlab.app.builders import IMAGE_LEVELS, build_dataset
+from genlab.app.builders import IMAGE_LEVELS
 from genlab.app.conditioning import run_conditioning
 from genlab.app.config import Config, ConfigError, SampleConfig
+from genlab.app.datasets import build_dataset, reference_kind
 from genlab.app.runs import Run, as_run, generate, load_run, sample_settings
 from genlab.data.images import ImageDataset
 from genlab.devices import device_of, make_generator
@@ -65,13 +66,14 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
 
 
 def _reference(run: Run, n: int, gen: torch.Generator) -> tuple[torch.Tensor, Any]:
-    """Held-out reference data and a sampler for the floor (resampled or train split)."""
-    if isinstance(run.dataset, ImageDataset):
-        if run.cfg.data.name == "digits":
-            test = build_dataset(run.cfg.data, split="test")
-            return test.images[:n], run.dataset
+    """n rows of the held-out data (:func:`~genlab.app.datasets.build_dataset` with split
+    "test": its first n rows, or n draws when it has fewer), and the training set, whose
+    samples give the floor."""
+    if not hasattr(run.dataset, "__len__"):  # a toy distribution: fresh samples
         return run.dataset.sample(n, gen), run.dataset
-    return run.dataset.sample(n, gen), run.dataset
+    test = build_dataset(run.cfg.data, split="test")
+    rows = test.images if isinstance(test, ImageDataset) else test.data
+    return (rows[:n] if len(test) >= n else test.sample(n, gen)), run.dataset
 
 
 def evaluate(
@@ -100,6 +102,12 @@ def evaluate(
     sample = sample if sample is not None else sample_settings(run.cfg)
     n = n or run.cfg.eval.n
     names = list(metrics or run.cfg.eval.metrics)
+    skipped: dict[str, str] = {}
+    if metrics is None and run.cfg.data.name != "digits":  # a digits config pointed at other data
+        for name in ("fd", "acc"):
+            if name in names:
+                names.remove(name)
+                skipped[name] = "the digits classifier applies to data.name=digits only"
     for name in names:
         if name not in SAMPLE_METRICS and name not in RUN_METRICS:
             valid = ", ".join([*SAMPLE_METRICS, *RUN_METRICS])
@@ -178,6 +186,8 @@ def evaluate(
         "checkpoint": checkpoint or sample.checkpoint,
         "guidance": cond.guidance,
         "label": sample.label,
+        "reference": reference_kind(run.cfg.data),  # what the samples were scored against
+        **({"skipped": skipped} if skipped else {}),
         "metrics": {k: {"value": values[k], "floor": floors.get(k)} for k in names},
         **extra,
     }
@@ -197,12 +207,15 @@ def _log_prob(run: Run, x: torch.Tensor, steps: int = 100, divergence: str | Non
     if divergence is None:
         divergence = "exact" if x[0].numel() <= EXACT_LOG_PROB_MAX_DIM else "hutchinson"
     gen = make_generator(run.device, 0)
+    scale = run.standardization  # the model's density is of z-scores: change variables back
+    z = x if scale is None else scale.apply(x)
     out = []
     with torch.no_grad():  # the divergence functions enable gradients locally where needed
-        for chunk in x.split(512):
+        for chunk in z.split(512):
             res = run.model.log_prob(chunk.to(run.device), steps=steps, divergence=divergence, generator=gen)
             out.append(res if isinstance(res, torch.Tensor) else res.log_prob)
-    return torch.cat(out).detach().cpu()
+    logp = torch.cat(out).detach().cpu()
+    return logp if scale is None else logp + scale.log_det
 
 
 def _nll(run: Run, ref: torch.Tensor) -> tuple[float, float | None, str]:

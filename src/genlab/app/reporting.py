@@ -37,6 +37,9 @@ def make_figures(
         return written
     x_final = generate(run, n).x  # with the configured sampler
     data = run.dataset.sample(n, torch.Generator().manual_seed(0))
+    if x_final.shape[1] != 2:  # vectors of another dimension: coordinates in pairs, marginals
+        written.append(Path(viz.plot_pairs(x_final, data, fig_dir / "samples_vs_data.png")))
+        return written
     if "ode" not in run.model.SAMPLERS:  # no flow in time to draw (RealNVP)
         written.append(Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png")))
         return written

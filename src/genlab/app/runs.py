@@ -21,7 +21,9 @@ import yaml
 from genlab.app.builders import build_dataset, build_model, data_shape
 from genlab.app.conditioning import Conditioning, run_conditioning
 from genlab.app.config import Config, ConfigError, SampleConfig, build_config, load_config
+from genlab.app.datasets import read_standardization
 from genlab.data.images import ImageDataset
+from genlab.data.tabular import Standardization
 from genlab.devices import DeviceError, make_generator, resolve_device
 from genlab.models.base import Solution
 from genlab.training.checkpoint import load_checkpoint
@@ -62,6 +64,8 @@ class Run:
     run_dir: Path
     ema: bool  # whether the EMA weights are loaded
     device: torch.device = torch.device("cpu")  # where the model is (sampling happens there)
+    #: a model of a user table trained on z-scores: samples are mapped back to the data's units
+    standardization: Standardization | None = None
 
 
 def load_run(
@@ -107,7 +111,8 @@ def load_run(
     if hasattr(model, "fit_prior") and not bool(model.prior_fitted):  # type: ignore[operator]
         # a VQ-VAE run stopped before its code prior was fitted: fit it now, as training would
         model.fit_prior(dataset.images.to(target, next(model.parameters()).dtype))  # type: ignore[operator]
-    return Run(cfg=cfg, model=model, dataset=dataset, step=ckpt.step, run_dir=run_dir, ema=ema, device=target)
+    scale = read_standardization(run_dir)
+    return Run(cfg, model, dataset, ckpt.step, run_dir, ema, target, scale)
 
 
 #: the settings of SampleConfig each sampler reads besides sampler, solver, steps and seed
@@ -180,8 +185,11 @@ def generate(
     sol = run.model.sample(
         n, sample.solver, sample.steps, gen, return_trajectory=return_trajectory, sampler=sampler, **extra
     )
-    traj = sol.trajectory.cpu() if sol.trajectory is not None else None
-    return dataclasses.replace(sol, x=sol.x.cpu(), times=sol.times.cpu(), trajectory=traj)
+    x, traj = sol.x.cpu(), sol.trajectory.cpu() if sol.trajectory is not None else None
+    if run.standardization is not None:  # back to the data's units
+        x = run.standardization.undo(x)
+        traj = None if traj is None else run.standardization.undo(traj)
+    return dataclasses.replace(sol, x=x, times=sol.times.cpu(), trajectory=traj)
 
 
 def as_run(
@@ -224,4 +232,6 @@ def sample_to_file(
     if isinstance(run.dataset, ImageDataset):
         return Path(viz.plot_image_grid(x, out))
     ref = run.dataset.sample(n, torch.Generator().manual_seed(0))
+    if x.shape[1] != 2:
+        return Path(viz.plot_pairs(x, ref, out))
     return Path(viz.plot_samples_vs_data(x, ref, out))

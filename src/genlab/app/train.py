@@ -9,6 +9,7 @@ A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/``,
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import yaml
 from genlab._atomic import atomic_write_text
 from genlab.app.builders import build_dataset, build_model, data_shape, training_sampler
 from genlab.app.conditioning import run_conditioning
-from genlab.app.config import Config, ConfigError, build_config
+from genlab.app.config import Config, ConfigError, DataConfig, build_config
+from genlab.app.datasets import STANDARDIZATION_FILE, standardized
 from genlab.app.evaluation import training_evaluator
 from genlab.app.runs import load_run
 from genlab.devices import DeviceError, make_generator, resolve_device
@@ -46,6 +48,7 @@ def train(
     ctx = init_distributed(device)
     device = ctx.device
     cfg = replace_train(cfg, device=str(device))  # the run records the device it was trained on
+    cfg = dataclasses.replace(cfg, data=absolute_paths(cfg.data))  # eval may run from elsewhere
     if resume:
         if not list_checkpoints(out):
             raise ConfigError(f"--resume: no checkpoint in {out}/checkpoints; start without --resume")
@@ -62,7 +65,7 @@ def train(
     barrier(ctx)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    dataset = build_dataset(cfg.data)
+    dataset, scale = standardized(cfg.data, build_dataset(cfg.data))
     shape = data_shape(dataset)
     model = build_model(cfg, shape, getattr(dataset, "num_classes", None))
     if init_weights is not None and not resume:
@@ -76,6 +79,9 @@ def train(
     if ctx.is_main:
         check_writable(out, model, cfg)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if scale is not None:
+            record = {"mean": list(scale.mean), "std": list(scale.std)}
+            atomic_write_text(out / STANDARDIZATION_FILE, json.dumps(record, indent=1))
     sampler = training_sampler(cfg, dataset)
     evaluate = cfg.train.eval_every > 0 and ctx.is_main
     evaluator = None
@@ -100,6 +106,12 @@ def train(
     if hasattr(model, "fit_prior"):  # VQ-VAE: the code prior, for the weights that will sample
         _fit_code_prior(trainer, dataset)
     return result
+
+
+def absolute_paths(data: DataConfig) -> DataConfig:
+    """``data`` with its file paths made absolute (a run is evaluated from any directory)."""
+    path, test = (str(Path(p).resolve()) if p else None for p in (data.path, data.test_path))
+    return dataclasses.replace(data, path=path, test_path=test)
 
 
 def replace_train(cfg: Config, **changes: Any) -> Config:

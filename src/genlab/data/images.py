@@ -358,6 +358,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     )
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes from Python 3
+            return _latin1_bytes
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(
                 f"refusing to load global {module}.{name}: only numpy array reconstruction "
@@ -366,6 +368,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if module == "numpy":
             return getattr(np, name)
         return _numpy_attr(module, name)
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it (str -> bytes), and nothing else."""
+    if not isinstance(text, str) or encoding.replace("-", "").lower() != "latin1":
+        raise pickle.UnpicklingError("only latin-1 byte strings may be rebuilt from a CIFAR-10 batch")
+    return text.encode("latin1")
 
 
 def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -419,9 +428,11 @@ def load_cifar10(root: PathLike, split: str = "train", dtype: torch.dtype = torc
     """CIFAR-10 from the "python version" batches, read with a restricted unpickler.
 
     Looks in ``root`` and ``root/cifar-10-batches-py`` for ``data_batch_1`` .. ``data_batch_5``
-    (train) and ``test_batch`` (test). Each is a pickled dict with b"data" (N, 3072) uint8,
-    rows laid out as 1024 red, 1024 green, 1024 blue values, and b"labels" (N,). Only numpy
-    array reconstruction is allowed while unpickling, so loading never executes other code.
+    (train: those present, at least one) and ``test_batch`` (test). Each is a pickled dict
+    with b"data" (N, 3072) uint8, rows laid out as 1024 red, 1024 green, 1024 blue values,
+    and b"labels" (N,). Only numpy array reconstruction is allowed while unpickling (and, for
+    batches pickled with protocol 2, the latin-1 ``_codecs.encode`` that rebuilds bytes), so
+    loading never executes other code.
     Pixels p in {0..255} map to x = 2 p / 255 - 1.
 
     Args:
@@ -435,16 +446,20 @@ def load_cifar10(root: PathLike, split: str = "train", dtype: torch.dtype = torc
     split = choose("split", split, _SPLITS)
     dtype = _check_float_dtype(dtype)
     root = Path(root)
-    names = _CIFAR_FILES["train"] + _CIFAR_FILES["test"] if split == "all" else _CIFAR_FILES[split]
+    wanted = _CIFAR_FILES["train"] + _CIFAR_FILES["test"] if split == "all" else _CIFAR_FILES[split]
     candidates = [root, root / "cifar-10-batches-py"]
     for directory in candidates:
-        if all((directory / n).is_file() for n in names):
+        names = [n for n in wanted if (directory / n).is_file()]
+        train_ok = split == "test" or any(n.startswith("data_batch") for n in names)
+        test_ok = split == "train" or "test_batch" in names
+        if names and train_ok and test_ok:
             break
     else:
         searched = ", ".join(str(c) for c in candidates)
         raise ValueError(
-            f"load_cifar10: could not find the files {names} in root={str(root)!r}; searched: "
-            f"{searched}. genlab never downloads data: extract cifar-10-python.tar.gz there."
+            f"load_cifar10: could not find the files {wanted} (for train: any of the data_batch_k) in "
+            f"root={str(root)!r}; searched: {searched}. genlab never downloads data: extract "
+            "cifar-10-python.tar.gz there."
         )
     batches = [_load_cifar_batch(directory / n) for n in names]
     data = np.concatenate([d for d, _ in batches])  # (N, 3072)

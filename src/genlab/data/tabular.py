@@ -7,7 +7,9 @@ on a user's table unchanged.
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import torch
 from genlab._validate import check_tensor
 from genlab.data._checks import _check_float_dtype, _check_generator, _check_n, _device_of
 
-__all__ = ["ArrayDataset", "load_array"]
+__all__ = ["ArrayDataset", "Standardization", "load_array"]
 
 PathLike = str | os.PathLike[str]
 
@@ -187,3 +189,46 @@ def load_array(path: PathLike, dtype: torch.dtype = torch.float32, name: str | N
         raise ValueError(message)
     data = torch.from_numpy(np.array(arr, dtype=np.float64)).to(dtype)
     return ArrayDataset(data, name=p.stem if name is None else name)
+
+
+@dataclass(frozen=True)
+class Standardization:
+    """Per-column z = (x - mean) / std: models of user tables train on z, and their samples
+    x = mean + std z come back in the data's units. A density changes by the Jacobian:
+    log p_x(x) = log p_z(z) - sum_d log std_d (:attr:`log_det`).
+
+    >>> s = Standardization.fit(torch.tensor([[0.0, 10.0], [2.0, 30.0]]))
+    >>> s.apply(torch.tensor([[1.0, 20.0]])), s.undo(torch.zeros(1, 2))
+    (tensor([[0., 0.]]), tensor([[ 1., 20.]]))
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, data: torch.Tensor) -> Standardization:
+        """Column means and standard deviations of (N, D) data (a constant column keeps std 1)."""
+        mean, std = data.double().mean(0), data.double().std(0, unbiased=False)
+        std = torch.where(std > 1e-12, std, torch.ones_like(std))
+        return cls(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+
+    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            torch.tensor(self.mean, dtype=x.dtype, device=x.device),
+            torch.tensor(self.std, dtype=x.dtype, device=x.device),
+        )
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) data -> standardised z."""
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def undo(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., D) standardised z -> data units."""
+        mean, std = self._stats(z)
+        return z * std + mean
+
+    @property
+    def log_det(self) -> float:
+        """-sum_d log std_d: add it to log p_z(z) to get log p_x(x)."""
+        return -sum(math.log(s) for s in self.std)

@@ -120,7 +120,12 @@ class CycleGAN(AdversarialModel):
         self.coupling: ImageTransform | None = None if transform is None else as_transform(transform)
 
         if image and any(m is None for m in (g_ab, g_ba, d_a, d_b)):
-            check_image_shape(shape)
+            _, h, w = check_image_shape(shape)
+            if h % 2**depth or w % 2**depth:
+                raise ValueError(
+                    f"the U-Net translators halve the image {depth} times: H and W must be multiples of "
+                    f"{2**depth}, got {h}x{w} (use a smaller depth)"
+                )
 
         def translator() -> nn.Module:
             if image:

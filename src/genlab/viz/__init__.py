@@ -8,13 +8,14 @@ left open and no backend or ``rcParams`` setting is changed.
 from genlab.viz.conditional import plot_conditional_samples
 from genlab.viz.flow import animate_path, plot_trajectories, plot_vector_field
 from genlab.viz.loss import plot_loss_curve
-from genlab.viz.samples import plot_image_grid, plot_samples_vs_data, plot_samples_vs_data_images
+from genlab.viz.samples import plot_image_grid, plot_pairs, plot_samples_vs_data, plot_samples_vs_data_images
 
 __all__ = [
     "animate_path",
     "plot_conditional_samples",
     "plot_image_grid",
     "plot_loss_curve",
+    "plot_pairs",
     "plot_samples_vs_data",
     "plot_samples_vs_data_images",
     "plot_trajectories",

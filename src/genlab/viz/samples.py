@@ -224,3 +224,70 @@ def plot_samples_vs_data_images(
     with _style():
         grids = [_tile(d[:count], ncol), _tile(s[:count], ncol)]
         return _write_grids(grids, ["data", "samples"], heading or None, path)
+
+
+# ---------------------------------------------------------------------------------------
+# vectors of any dimension
+# ---------------------------------------------------------------------------------------
+
+
+def _table(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] < 1 or not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be a finite (N, D) array, got shape {arr.shape}")
+    return arr
+
+
+def plot_pairs(
+    samples: torch.Tensor | np.ndarray,
+    data: torch.Tensor | np.ndarray,
+    out_path: PathLike,
+    dims: int = 4,
+    title: str | None = None,
+) -> Path:
+    """Samples against data for vectors of any dimension D: a pair-plot of the first
+    ``min(D, dims)`` coordinates (scatter of each pair below the diagonal, the two clouds
+    overlaid) with each coordinate's histogram (its marginal) on the diagonal.
+
+    Args:
+        samples: (N, D) model samples.
+        data: (M, D) data points.
+        out_path: file to write.
+        dims: how many leading coordinates to show.
+        title: figure title (default: "samples vs data, coordinates 1..k of D").
+    """
+    s, d = _table(samples, "samples"), _table(data, "data")
+    if s.shape[1] != d.shape[1]:
+        raise ValueError(f"samples have {s.shape[1]} coordinates, data {d.shape[1]}")
+    k = min(s.shape[1], check_positive_int(dims, "dims"))
+    path = _prepare_out(out_path)
+    lo = np.minimum(np.quantile(d[:, :k], 0.005, axis=0), np.quantile(s[:, :k], 0.005, axis=0))
+    hi = np.maximum(np.quantile(d[:, :k], 0.995, axis=0), np.quantile(s[:, :k], 0.995, axis=0))
+    pad = 0.05 * np.maximum(hi - lo, 1e-9)
+    lo, hi = lo - pad, hi + pad
+    with _style():
+        fig = _new_figure(1.9 * k + 0.6, 1.9 * k + 0.8)
+        axes = fig.subplots(k, k, squeeze=False)
+        for i in range(k):
+            for j in range(k):
+                ax = axes[i][j]
+                if j > i:
+                    ax.axis("off")
+                    continue
+                if i == j:
+                    bins = np.linspace(lo[i], hi[i], 40)
+                    ax.hist(d[:, i], bins=bins, color=DATA_COLOR, alpha=0.5, density=True, label="data")
+                    ax.hist(s[:, i], bins=bins, color=SAMPLE_COLOR, alpha=0.5, density=True, label="samples")
+                    ax.set_yticks([])
+                else:
+                    ax.scatter(d[:, j], d[:, i], color=DATA_COLOR, **_scatter_style(len(d)))
+                    ax.scatter(s[:, j], s[:, i], color=SAMPLE_COLOR, **_scatter_style(len(s)))
+                    ax.set_ylim(lo[i], hi[i])
+                ax.set_xlim(lo[j], hi[j])
+                if i == k - 1:
+                    ax.set_xlabel(f"x{j + 1}")
+                if j == 0 and i > 0:
+                    ax.set_ylabel(f"x{i + 1}")
+        _opaque_legend(axes[0][0].legend(loc="upper right", fontsize="small"))
+        fig.suptitle(title or f"samples vs data, coordinates 1..{k} of {s.shape[1]}")
+        return _save(fig, path)
