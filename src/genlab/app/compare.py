@@ -34,6 +34,7 @@ from genlab.app import evaluation, runs
 from genlab.app.budget import Budget, budget_overrides, parse_budget, pilot_rate
 from genlab.app.builders import IMAGE_SETS
 from genlab.app.config import Config, ConfigError
+from genlab.app.datasets import digits_classifier_applies
 from genlab.app.reporting import compare_figure, compare_table
 from genlab.app.train import train
 from genlab.training.checkpoint import list_checkpoints
@@ -67,7 +68,7 @@ class Entry:
 def metrics_for(cfg: Config, requested: Sequence[str] | None) -> list[str]:
     """The metrics of one config: ``requested`` where defined, else the default for its data
     (2D: W2, MMD²; digits: FD, W2; other images: W2) plus the NLL where the family has one."""
-    digits = cfg.data.name == "digits"
+    digits = digits_classifier_applies(cfg.data)
     images = cfg.data.name in IMAGE_SETS
     m = cfg.model
     has_nll = m.has_log_prob()

@@ -39,6 +39,8 @@ class DataConfig:
     holdout_seed: int = 0  # which rows are held out
     value_range: str = "auto"  # image pixels: auto (detected), 0-255, 0-1, -1-1
     standardize: bool = True  # your tables: train on z-scores per column, sample in the data's units
+    resize: int | None = None  # images: resize (bilinear, antialiased) to this side first
+    pad: int = 0  # images: then add this many pixels of -1 (black) on every side
 
 
 @dataclass
@@ -356,6 +358,8 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= cfg.data.holdout < 1.0:
         raise ConfigError(f"data.holdout must be a fraction in [0, 1), got {cfg.data.holdout}")
     check_choice("data.value_range", cfg.data.value_range, ["auto", "0-255", "0-1", "-1-1"])
+    check_min("data.resize", cfg.data.resize, 1)
+    check_min("data.pad", cfg.data.pad, 0)
     samplers = FAMILIES[cfg.model.family].samplers
     if cfg.sample.sampler is not None and cfg.sample.sampler not in samplers:
         raise ConfigError(

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch.nn.functional as F
+
 from genlab.app.config import ConfigError, DataConfig
 from genlab.data import TOY_DATASETS, load_array, load_cifar10, load_digits, load_mnist, make_toy
 from genlab.data.images import ImageDataset
@@ -93,9 +95,37 @@ def _holds_out(cfg: DataConfig, full: Any) -> bool:
     )
 
 
+def digits_classifier_applies(cfg: DataConfig) -> bool:
+    """Whether the digits classifier (metrics fd, acc) can score this data: the 8x8 digits."""
+    return cfg.name == "digits" and cfg.resize in (None, 8) and cfg.pad == 0
+
+
+def reshaped(cfg: DataConfig, dataset: Any) -> Any:
+    """Images resized to ``data.resize`` (bilinear, antialiased) and padded by ``data.pad``
+    pixels of -1 on every side; other data sets as they are."""
+    if not isinstance(dataset, ImageDataset) or (cfg.resize is None and cfg.pad == 0):
+        return dataset
+    x = dataset.images
+    if cfg.resize is not None and tuple(x.shape[-2:]) != (cfg.resize, cfg.resize):
+        x = F.interpolate(
+            x, size=(cfg.resize, cfg.resize), mode="bilinear", antialias=True, align_corners=False
+        )
+        x = x.clamp(-1.0, 1.0)
+    if cfg.pad:
+        x = F.pad(x, (cfg.pad,) * 4, value=-1.0)
+    return ImageDataset(x.contiguous(), dataset.labels, dataset.num_classes, dataset.name)
+
+
 def build_dataset(cfg: DataConfig, split: str | None = None) -> Any:
     """The data set named by ``cfg``: ``split="train"`` the training set (less any held-out
-    rows), ``"test"`` the held-out set (see the module docstring)."""
+    rows), ``"test"`` the held-out set (see the module docstring); images resized and padded
+    as ``data.resize`` / ``data.pad`` say."""
+    if cfg.name not in TOY_DATASETS and (cfg.resize is not None or cfg.pad):
+        return reshaped(cfg, _build(cfg, split))
+    return _build(cfg, split)
+
+
+def _build(cfg: DataConfig, split: str | None = None) -> Any:
     name, split = cfg.name, split or cfg.split
     if name in TOY_DATASETS:
         return make_toy(name)
@@ -131,7 +161,7 @@ def reference_kind(cfg: DataConfig) -> str:
         return f"data.test_path ({cfg.test_path})"
     if cfg.name == "digits" or (cfg.name in ("mnist", "cifar10") and _has_test_split(cfg)):
         return f"the {cfg.name} test split"
-    full = build_dataset(DataConfig(**{**vars(cfg), "holdout": 0.0}), "train")
+    full = _build(DataConfig(**{**vars(cfg), "holdout": 0.0}), "train")
     if _holds_out(cfg, full):
         k = holdout_rows(len(full), cfg.holdout)
         return f"{k} rows held out of {len(full)} (data.holdout={cfg.holdout:g}, seed {cfg.holdout_seed})"

@@ -17,7 +17,7 @@ from genlab._atomic import atomic_write_json
 from genlab.app.builders import IMAGE_LEVELS
 from genlab.app.conditioning import run_conditioning
 from genlab.app.config import Config, ConfigError, SampleConfig
-from genlab.app.datasets import build_dataset, reference_kind
+from genlab.app.datasets import build_dataset, digits_classifier_applies, reference_kind
 from genlab.app.runs import Run, as_run, generate, load_run, sample_settings
 from genlab.data.images import ImageDataset
 from genlab.devices import device_of, make_generator
@@ -38,9 +38,10 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
 
     n = cfg.train.eval_n
     image = isinstance(dataset, ImageDataset)
-    metric = cfg.train.eval_metric or ("fd" if cfg.data.name == "digits" else "w2")
-    if metric == "fd" and cfg.data.name != "digits":
-        raise ConfigError("train.eval_metric=fd (from the digits classifier) needs data.name=digits")
+    digits = digits_classifier_applies(cfg.data)
+    metric = cfg.train.eval_metric or ("fd" if digits else "w2")
+    if metric == "fd" and not digits:
+        raise ConfigError("train.eval_metric=fd (from the digits classifier) needs the 8x8 data.name=digits")
     run = Run(
         cfg=cfg, model=model, dataset=dataset, step=0, run_dir=run_dir, ema=False, device=device_of(model)
     )
@@ -103,11 +104,11 @@ def evaluate(
     n = n or run.cfg.eval.n
     names = list(metrics or run.cfg.eval.metrics)
     skipped: dict[str, str] = {}
-    if metrics is None and run.cfg.data.name != "digits":  # a digits config pointed at other data
+    if metrics is None and not digits_classifier_applies(run.cfg.data):  # a digits config on other data
         for name in ("fd", "acc"):
             if name in names:
                 names.remove(name)
-                skipped[name] = "the digits classifier applies to data.name=digits only"
+                skipped[name] = "the digits classifier applies to the 8x8 data.name=digits only"
     for name in names:
         if name not in SAMPLE_METRICS and name not in RUN_METRICS:
             valid = ", ".join([*SAMPLE_METRICS, *RUN_METRICS])
@@ -123,7 +124,7 @@ def evaluate(
                 "dequantised images (bits/dim); train with model.ae.likelihood=gaussian to compare NLLs"
             )
     for name in ("fd", "acc"):
-        if name in names and run.cfg.data.name != "digits":
+        if name in names and not digits_classifier_applies(run.cfg.data):
             raise ConfigError(f"metric {name} (from the digits classifier) needs data.name=digits")
     if "straightness" in names and "ode" not in run.model.SAMPLERS:
         raise ConfigError(f"metric straightness needs an ODE sampler; model.family={run.cfg.model.family}")
