@@ -287,6 +287,28 @@ def test_overrides_may_follow_the_flags(tmp_path: Path) -> None:
     assert main(["train", "moons", "--out", str(out), "--no-progress", *TINY]) == 0
     cfg = (out / "config.yaml").read_text()
     assert "steps: 30" in cfg and "width: 32" in cfg
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "moons", "--out", str(out), "--bogus"])
-    assert exc.value.code == 2
+    assert main(["train", "moons", "--out", str(out), "--bogus"]) == 2
+
+
+def test_usage_errors_are_one_line_and_help_shows_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse's own errors (a bad int, an unknown command) read like genlab's: one line, exit 2;
+    ``--help`` ends each option that has a default with it."""
+    assert "argument --n: invalid int value: 'abc'" in error_of(
+        ["sample", "r", "--n", "abc", "--out", "x.npy"], capsys
+    )
+    assert "invalid choice: 'bogus'" in error_of(["bogus"], capsys)
+    assert main(["log-prob", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "(default: 100)" in out and "(default: exact)" in out
+
+
+def test_sample_draws_the_runs_sample_n_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    over = ["train.steps=2", "model.net.width=8", "model.net.depth=1", "sample.n=37", "sample.steps=2"]
+    assert main(["train", "moons", *over, "--out", str(run), "--no-progress"]) == 0
+    assert main(["sample", str(run), "--out", str(tmp_path / "x.npy")]) == 0
+    assert np.load(tmp_path / "x.npy").shape == (37, 2) and "wrote 37 samples" in capsys.readouterr().out

@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -41,8 +41,8 @@ def _device_flag(p: argparse.ArgumentParser, what: str) -> None:
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default=None, help="ode|extension|ddim|dpm|em|pc|ald|ddpm|direct")
     p.add_argument("--solver", default=None, help="ODE solver: euler|midpoint|heun|rk4|dopri5")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's sample.steps)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the run's sample.seed)")
     p.add_argument("--noise", type=float, default=None, help="extension sampler: sigma_t >= 0")
     p.add_argument("--eta", type=float, default=None, help="ddim: 0 deterministic .. 1")
     p.add_argument("--snr", type=float, default=None, help="pc: corrector signal-to-noise ratio")
@@ -56,8 +56,35 @@ def _sampling_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that ends with the default of each option that has one (None: the run's own)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            default not in (None, False, argparse.SUPPRESS)
+            and action.option_strings
+            and "%(default)" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with genlab's manners: a usage error is one line (and exit status 2), and
+    ``--help`` shows each option's default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"genlab: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genlab", description="Deep generative models, trained and compared.")
+    p = _Parser(prog="genlab", description="Deep generative models, trained and compared.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -71,14 +98,14 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir")
-    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--n", type=int, default=None, help="how many samples (default: the run's sample.n)")
     _sampling_flags(s)
     _device_flag(s, "sample")
     s.add_argument("--out", required=True, help="FILE.npy or FILE.png")
 
     e = sub.add_parser("eval", help="evaluate a trained run against held-out data")
     e.add_argument("run_dir")
-    e.add_argument("--n", type=int, default=None)
+    e.add_argument("--n", type=int, default=None, help="samples scored (default: the run's eval.n)")
     e.add_argument("--metrics", default=None, help="comma-separated, e.g. w2,mmd (fd for digits)")
     _sampling_flags(e)
     _device_flag(e, "sample and score")
@@ -89,7 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     lp.add_argument("--data", required=True, help="FILE.npy of shape (N, *D)")
     lp.add_argument("--out", required=True, help="FILE.npy for the N log-densities")
     lp.add_argument("--steps", type=int, default=100, help="ODE steps of the change of variables")
-    lp.add_argument("--divergence", default="exact", choices=["exact", "hutchinson"])
+    lp.add_argument(
+        "--divergence",
+        default="exact",
+        choices=["exact", "hutchinson"],
+        help="how the divergence is computed",
+    )
     _device_flag(lp, "integrate")
 
     r = sub.add_parser("reflow", help="rectified flow: retrain a flow-matching run on its own ODE pairs")
@@ -189,8 +221,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
     run = runs.load_run(args.run_dir, checkpoint=args.checkpoint, device=_device(args))
-    path = runs.sample_to_file(run, args.out, _sample_settings(args, run, n=args.n))
-    print(f"wrote {args.n} samples to {path}")
+    sample = _sample_settings(args, run, n=args.n)
+    path = runs.sample_to_file(run, args.out, sample)
+    print(f"wrote {sample.n} samples to {path}")
     return 0
 
 
@@ -339,16 +372,19 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_: objec
 def _run(argv: Sequence[str] | None) -> int:
     warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    # dotted overrides may also follow the flags: `genlab train moons --out X train.steps=10`
-    if extra:
-        dotted = all("=" in e and not e.startswith("-") for e in extra)
-        if dotted and hasattr(args, "overrides"):
-            args.overrides = [*args.overrides, *extra]
-        elif dotted and hasattr(args, "configs"):  # compare: its overrides share the positionals
-            args.configs = [*args.configs, *extra]
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:  # argparse exits on --help (0) and on a usage error (2, its one line printed)
+        args, extra = parser.parse_known_args(argv)
+        # dotted overrides may also follow the flags: `genlab train moons --out X train.steps=10`
+        if extra:
+            dotted = all("=" in e and not e.startswith("-") for e in extra)
+            if dotted and hasattr(args, "overrides"):
+                args.overrides = [*args.overrides, *extra]
+            elif dotted and hasattr(args, "configs"):  # compare: its overrides share the positionals
+                args.configs = [*args.configs, *extra]
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as err:
+        return err.code if isinstance(err.code, int) else EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt as err:
