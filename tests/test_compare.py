@@ -73,6 +73,8 @@ def test_compare_two_families_writes_the_table_json_and_figure(tmp_path: Path, c
     printed = capsys.readouterr().out
     result = json.loads((out / "compare.json").read_text())
     assert [r["name"] for r in result["rows"]] == ["moons", "moons_gan"]
+    assert result["reference"] == "fresh samples of the toy distribution"
+    assert "against fresh samples of the toy distribution" in printed
     for row in result["rows"]:
         assert row["steps"] == 20 and len(row["seeds"]) == 2
         assert [r["steps"] for r in row["seeds"]] == [20, 20]

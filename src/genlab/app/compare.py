@@ -34,7 +34,7 @@ from genlab.app import evaluation, runs
 from genlab.app.budget import Budget, budget_overrides, parse_budget, pilot_rate
 from genlab.app.builders import IMAGE_SETS
 from genlab.app.config import Config, ConfigError
-from genlab.app.datasets import digits_classifier_applies
+from genlab.app.datasets import digits_classifier_applies, reference_kind
 from genlab.app.reporting import compare_figure, compare_table
 from genlab.app.train import train
 from genlab.training.checkpoint import list_checkpoints
@@ -394,6 +394,7 @@ def compare(
         "command": command_line(settings, out),
         "settings": settings,
         "data": resolved[0][1].data.name,
+        "reference": reference_kind(resolved[0][1].data),  # what every run is scored against
         "budget": str(budget),
         "rows": rows,
         "seconds": time.perf_counter() - t_start,  # of this invocation (reused runs cost ~0)

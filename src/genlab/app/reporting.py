@@ -205,8 +205,9 @@ def compare_table(result: dict[str, Any]) -> str:
     settings = result["settings"]
     lines = [
         f"Data {result['data']}; budget {result['budget']} of training per run; mean ± std over "
-        f"{settings['seeds']} seed(s); every model scored on n = {settings.get('n', '?')} samples. "
-        f"{env['cpu_model'] or 'CPU'} ({env['cpu_count']} cores, load {env['loadavg_start'][0]:.1f} "
+        f"{settings['seeds']} seed(s); every model scored on n = {settings.get('n', '?')} samples"
+        + (f" against {result['reference']}. " if result.get("reference") else ". ")
+        + f"{env['cpu_model'] or 'CPU'} ({env['cpu_count']} cores, load {env['loadavg_start'][0]:.1f} "
         f"at the start), torch {env['torch']} on {settings['threads']} thread(s).",
         "",
         "| model | family | batch | steps | train s | NFE | sample s | scored at | "
