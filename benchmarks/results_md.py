@@ -116,6 +116,13 @@ SECTIONS: list[tuple[str, str, list[Entry]]] = [
                 "genlab compare digits digits_diffusion digits_vae digits_vqvae digits_gan "
                 "--budget 45s --seeds 2 --threads 1 --metrics fd,w2",
             ),
+            (
+                "compare_digits16.json",
+                "`genlab compare` on the digits upsampled to 16x16 (`data.resize=16`), 30 s of training each",
+                "compare",
+                "genlab compare digits digits_diffusion digits_vae digits_vqvae digits_gan digits_stylegan "
+                "data.resize=16 --budget 30s --seeds 1 --metrics w2 --threads 2 --n 359",
+            ),
         ],
     ),
     (
