@@ -96,7 +96,7 @@ def test_errors_are_one_line(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert "train first" in error_of(["sample", str(empty), "--out", str(tmp_path / "x.npy")], capsys)
     assert "train first" in error_of(["eval", str(empty)], capsys)
     # a checkpoint from another model: resume with a different network
-    assert "different model config" in error_of(
+    assert "a resumed run keeps its model" in error_of(
         [
             "train",
             "moons",
@@ -312,3 +312,23 @@ def test_sample_draws_the_runs_sample_n_by_default(
     assert main(["train", "moons", *over, "--out", str(run), "--no-progress"]) == 0
     assert main(["sample", str(run), "--out", str(tmp_path / "x.npy")]) == 0
     assert np.load(tmp_path / "x.npy").shape == (37, 2) and "wrote 37 samples" in capsys.readouterr().out
+
+
+def test_resume_continues_the_runs_own_config_and_refuses_another_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume reads the run's saved config (not the packaged one of the same name) and applies
+    the overrides given; one that changes the model is refused before anything is rewritten."""
+    run = tmp_path / "r"
+    small = ["model.net.width=16", "model.net.depth=1", "train.ckpt_every=20"]
+    assert main(["train", "moons", "train.steps=20", *small, "--out", str(run), "--no-progress"]) == 0
+    before = (run / "config.yaml").read_text()
+    err = error_of(["train", "moons", "model.net.width=48", "--out", str(run), "--resume"], capsys)
+    assert "model.net.width is 48 but" in err and "trained with 16" in err
+    assert (run / "config.yaml").read_text() == before  # the refused resume changed nothing
+    # no override: the saved 20 steps are done (the packaged moons config would train 6000)
+    assert main(["train", "moons", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert "step 20" in capsys.readouterr().out
+    assert main(["train", "moons", "train.steps=30", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert "step 30" in capsys.readouterr().out
+    assert "width: 16" in (run / "config.yaml").read_text()

@@ -197,10 +197,19 @@ def _with_device(args: argparse.Namespace, overrides: list[str]) -> list[str]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from genlab.app import runs
+    from genlab.app.config import ConfigError
     from genlab.app.train import train
 
-    cfg = runs.resolve_config(args.config, _with_device(args, args.overrides))
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    cfg = runs.resolve_config(args.config, _with_device(args, args.overrides))
+    if args.resume and (out / "checkpoints").is_dir():  # the run's own config, plus the overrides given
+        saved = runs.saved_config(out, _with_device(args, args.overrides))
+        if saved.model.family != cfg.model.family:
+            raise ConfigError(
+                f"--resume: {out} holds a {saved.model.family} run, not the {cfg.model.family} of "
+                f"{args.config}; use a new --out"
+            )
+        cfg = saved
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 speaks for the group
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if main_process:

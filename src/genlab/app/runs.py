@@ -53,6 +53,18 @@ def resolve_config(
     return load_config(path, overrides, shared)
 
 
+def saved_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The config a run was trained with (from its last checkpoint), with ``overrides`` applied:
+    what ``genlab train ... --resume`` continues (not the packaged config of the same name)."""
+    try:
+        ckpt = load_checkpoint(run_dir)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--resume: {err}") from None
+    if "config" not in ckpt.meta:
+        raise ConfigError(f"checkpoint {ckpt.path} has no config; it was not written by genlab train")
+    return build_config(ckpt.meta["config"], overrides)
+
+
 @dataclass
 class Run:
     """A trained run loaded for sampling / evaluation."""

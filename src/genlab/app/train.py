@@ -76,6 +76,8 @@ def train(
                 "the starting weights do not fit the configured model; reflow overrides may change "
                 "training (train.*), not the network or the path (model.*)"
             ) from None
+    if resume:  # refuse a changed model before anything of the run is rewritten
+        _check_same_model(out, cfg)
     if ctx.is_main:
         check_writable(out, model, cfg)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -121,6 +123,34 @@ def replace_train(cfg: Config, **changes: Any) -> Config:
 
 #: bytes per parameter in a checkpoint: weights, EMA and two Adam moments (float32)
 CHECKPOINT_BYTES_PER_PARAM = 4 * 4
+
+
+def _check_same_model(out: Path, cfg: Config) -> None:
+    """A resumed run keeps its model: refuse, in one line, a config whose model section differs
+    from the one its checkpoint was trained with (naming the first setting that differs)."""
+    from genlab.training.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(out).meta.get("config")
+    if not isinstance(saved, dict):
+        return
+    before, now = _flat(build_config(saved).model.to_dict()), _flat(cfg.model.to_dict())
+    if before != now:
+        key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+        raise ConfigError(
+            f"--resume: model.{key} is {now.get(key)!r} but {out} was trained with {before.get(key)!r}; "
+            "a resumed run keeps its model (drop the override or use a new --out)"
+        )
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"net": {"width": 8}}`` -> ``{"net.width": 8}``."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def check_writable(out: Path, model: Any, cfg: Config) -> None:
