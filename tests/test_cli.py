@@ -332,3 +332,18 @@ def test_resume_continues_the_runs_own_config_and_refuses_another_model(
     assert main(["train", "moons", "train.steps=30", "--out", str(run), "--resume", "--no-progress"]) == 0
     assert "step 30" in capsys.readouterr().out
     assert "width: 16" in (run / "config.yaml").read_text()
+
+
+def test_demo_replaces_only_its_own_runs_and_inf_lr_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "mine"
+    small = ["train.steps=4", "model.net.width=8", "model.net.depth=1", "eval.n=50", "sample.steps=2"]
+    assert main(["train", "moons", *small, "--out", str(run), "--no-progress"]) == 0
+    err = error_of(["demo", *small, "--out", str(run), "--no-progress"], capsys)
+    assert "holds a run that genlab demo did not make" in err
+    assert (run / "checkpoints").is_dir()  # untouched
+    demo = tmp_path / "demo"
+    assert main(["demo", *small, "--out", str(demo), "--no-progress"]) == 0
+    assert main(["demo", *small, "--out", str(demo), "--no-progress"]) == 0  # its own run: replaced
+    assert "train.lr must be a finite number" in error_of(["train", "moons", "train.lr=.inf"], capsys)

@@ -469,8 +469,14 @@ def test_nan_loss_at_step_k_names_it(
     run = tmp_path / "run"
     err = error_of(["train", "moons", *FM, "--out", str(run), "--no-progress"], capsys)
     monkeypatch.undo()
-    assert "loss is nan at step 13" in err
+    assert "loss is nan at step 13" in err and "the checkpoint of step 10 is kept" in err
     assert assert_stopped_and_last_checkpoint_samples(run, err, tmp_path, capsys) == 13
+    # before the first checkpoint, the message does not promise one
+    calls["n"] = 10
+    monkeypatch.setattr(FlowMatching, "loss", loss)
+    err = error_of(["train", "moons", *FM, "--out", str(tmp_path / "early"), "--no-progress"], capsys)
+    monkeypatch.undo()
+    assert "loss is nan at step 3" in err and "no checkpoint was written yet" in err
 
 
 def test_nan_gradient_with_finite_loss_never_reaches_a_checkpoint(

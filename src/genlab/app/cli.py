@@ -273,6 +273,10 @@ def _cmd_log_prob(args: argparse.Namespace) -> int:
     return 0
 
 
+#: a file in every run genlab demo makes: the demo replaces only its own runs
+DEMO_MARKER = ".genlab-demo"
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from genlab.app import evaluation, reporting, runs
     from genlab.app.train import train
@@ -281,8 +285,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cfg = runs.resolve_config(DEMO_CONFIGS[args.family], _with_device(args, args.overrides))
     out = Path(args.out or ("runs/demo" if args.family == "flow_matching" else f"runs/demo-{args.family}"))
     family = args.family.replace("_", " ")
+    if (out / "checkpoints").is_dir() and not (out / DEMO_MARKER).is_file():
+        from genlab.app.config import ConfigError
+
+        raise ConfigError(f"{out} holds a run that genlab demo did not make; choose another --out")
     print(f"genlab demo: {family} on 2D {cfg.data.name}, {cfg.train.steps} steps -> {out}")
     res = train(cfg, out, overwrite=True, progress=not args.no_progress)
+    (out / DEMO_MARKER).write_text("made by genlab demo, which may replace this run\n")
     device = res.device
     print(
         f"trained on {device}: loss {res.final_loss:.4f} at step {res.step} ({res.steps_per_s:.0f} steps/s)"

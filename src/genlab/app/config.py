@@ -392,6 +392,10 @@ def validate(cfg: Config) -> None:
     ]:
         check_min(key, value, 1)
     check_min("train.lr", cfg.train.lr, 0.0, strict=True)
+    rates: list[tuple[str, float | None]] = [("train.lr", cfg.train.lr), ("train.d_lr", cfg.train.d_lr)]
+    for key, rate in rates:
+        if rate is not None and rate == float("inf"):
+            raise ConfigError(f"{key} must be a finite number, got {rate}")
     check_min("train.warmup_steps", cfg.train.warmup_steps, 0)
     check_min("train.grad_clip", cfg.train.grad_clip, 0.0, strict=True)
     check_min("train.keep_checkpoints", cfg.train.keep_checkpoints, 1)

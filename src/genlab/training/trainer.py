@@ -316,9 +316,11 @@ class Trainer:
         """Stop (default) or skip the step (``train.nonfinite=skip``) on a non-finite value."""
         if self.cfg.nonfinite == "skip":
             raise _SkipStep
+        saved = list_checkpoints(self.run_dir)
+        kept = f"the checkpoint of step {saved[-1]} is kept" if saved else "no checkpoint was written yet"
         raise TrainingError(
             f"{what} is {value} at step {self.step + 1}; lower train.lr (now {self.cfg.lr}), check the "
-            "data for extreme values, or set train.nonfinite=skip (the last checkpoint is kept)"
+            f"data for extreme values, or set train.nonfinite=skip ({kept})"
         )
 
     def _update(self, name: str, loss: torch.Tensor, params: list[nn.Parameter], what: str) -> float:
