@@ -285,7 +285,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cfg = runs.resolve_config(DEMO_CONFIGS[args.family], _with_device(args, args.overrides))
     out = Path(args.out or ("runs/demo" if args.family == "flow_matching" else f"runs/demo-{args.family}"))
     family = args.family.replace("_", " ")
-    if (out / "checkpoints").is_dir() and not (out / DEMO_MARKER).is_file():
+    # the default runs/demo* directories are the demo's own; another --out must hold no other run
+    if args.out and (out / "checkpoints").is_dir() and not (out / DEMO_MARKER).is_file():
         from genlab.app.config import ConfigError
 
         raise ConfigError(f"{out} holds a run that genlab demo did not make; choose another --out")
