@@ -13,7 +13,7 @@ from genlab.app.builders import batch_sampler, build_model
 from genlab.app.config import TrainConfig, build_config
 from genlab.data import make_toy
 from genlab.training import EMA
-from genlab.training.optim import warmup_lr
+from genlab.training.optim import scheduled_lr, warmup_lr
 from genlab.training.trainer import Trainer, TrainingError
 
 
@@ -36,6 +36,35 @@ def tiny(steps: int = 20, **train: object) -> tuple[torch.nn.Module, object, Tra
 def test_warmup_is_linear_then_flat() -> None:
     cfg = TrainConfig(lr=1.0, warmup_steps=4)
     assert [warmup_lr(s, cfg) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_lr_decays_from_the_peak_after_warm_up_to_the_floor_at_the_last_step(schedule: str) -> None:
+    """lr(s) = lr min(1, (s+1)/W) (m + (1 - m) d(p)), p = (s - W) / (T - 1 - W): the peak right
+    after the warm-up, the half-way value at p = 1/2, m lr at the last step, never increasing."""
+    cfg = TrainConfig(lr=2.0, warmup_steps=10, steps=111, lr_schedule=schedule, lr_min_factor=0.1)
+    lr = [scheduled_lr(s, cfg) for s in range(111)]
+    assert lr[:10] == pytest.approx([2.0 * (s + 1) / 10 for s in range(10)])
+    assert lr[10] == pytest.approx(2.0) and lr[-1] == pytest.approx(0.2)
+    assert lr[60] == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))  # p = 1/2: cos and linear agree there
+    p = 0.25  # step 35
+    d = 1 - p if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * p))
+    assert lr[35] == pytest.approx(2.0 * (0.1 + 0.9 * d))
+    assert all(b <= a + 1e-12 for a, b in zip(lr[10:], lr[11:], strict=False))
+    assert scheduled_lr(5, TrainConfig(lr=2.0, warmup_steps=10)) == warmup_lr(
+        5, TrainConfig(lr=2.0, warmup_steps=10)
+    )
+
+
+def test_the_trainer_follows_the_schedule(tmp_path: Path) -> None:
+    model, sampler, cfg, raw = tiny(12, warmup_steps=2, lr_schedule="cosine", lr_min_factor=0.0, log_every=1)
+    trainer = Trainer(model, sampler, cfg, tmp_path / "run", raw, progress=False)
+    trainer.fit()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in logged if "lr" in r}
+    assert len(lrs) >= 10 and lrs[12] == pytest.approx(0.0)
+    for step, value in lrs.items():
+        assert value == pytest.approx(scheduled_lr(step - 1, cfg)), step
 
 
 def test_ema_update_rule() -> None:

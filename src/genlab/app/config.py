@@ -25,6 +25,7 @@ from genlab.models import FAMILIES, FamilyConfig
 from genlab.models.flow_matching import FlowMatchingConfig
 from genlab.models.registry import plain_values
 from genlab.training.config import TrainConfig
+from genlab.training.optim import LR_SCHEDULES
 
 __all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "SampleConfig", "build_config", "load_config"]
 
@@ -397,6 +398,9 @@ def validate(cfg: Config) -> None:
         if rate is not None and rate == float("inf"):
             raise ConfigError(f"{key} must be a finite number, got {rate}")
     check_min("train.warmup_steps", cfg.train.warmup_steps, 0)
+    check_choice("train.lr_schedule", cfg.train.lr_schedule, LR_SCHEDULES)
+    if not 0.0 <= cfg.train.lr_min_factor <= 1.0:
+        raise ConfigError(f"train.lr_min_factor must be in [0, 1], got {cfg.train.lr_min_factor}")
     check_min("train.grad_clip", cfg.train.grad_clip, 0.0, strict=True)
     check_min("train.keep_checkpoints", cfg.train.keep_checkpoints, 1)
     if not 0.0 <= cfg.train.ema_decay < 1.0:

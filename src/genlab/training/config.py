@@ -19,6 +19,8 @@ class TrainConfig:
     d_lr: float | None = None  # adversarial families: discriminator lr (None: train.lr)
     weight_decay: float = 0.0  # decoupled for adamw, L2 for adam
     warmup_steps: int = 100  # linear warm-up: lr * (step + 1) / warmup_steps
+    lr_schedule: str = "constant"  # after the warm-up: constant, cosine or linear decay to lr_min_factor * lr
+    lr_min_factor: float = 0.0  # cosine / linear: the learning rate at the last step, as a fraction of lr
     grad_clip: float | None = 1.0  # max global gradient norm (None: no clipping)
     ema_decay: float = 0.999  # EMA of weights (0 disables it)
     seed: int = 0  # seeds initialisation, data order and training noise
