@@ -312,6 +312,17 @@ def test_sample_draws_the_runs_sample_n_by_default(
     assert main(["train", "moons", *over, "--out", str(run), "--no-progress"]) == 0
     assert main(["sample", str(run), "--out", str(tmp_path / "x.npy")]) == 0
     assert np.load(tmp_path / "x.npy").shape == (37, 2) and "wrote 37 samples" in capsys.readouterr().out
+    # --threads applies to sampling, scoring and log-densities too (issue 18: only train had it)
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["sample", str(run), "--threads", "1", "--out", str(tmp_path / "y.npy")]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for command in (["sample", str(run), "--out", str(tmp_path / "z.npy")], ["eval", str(run)]):
+        assert "--threads must be a positive integer" in error_of([*command, "--threads", "0"], capsys)
 
 
 def test_resume_continues_the_runs_own_config_and_refuses_another_model(

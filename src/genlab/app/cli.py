@@ -38,6 +38,19 @@ def _device_flag(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """Apply --threads (checked: a positive integer)."""
+    _positive(args.threads, "--threads")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def _sampling_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default=None, help="ode|extension|ddim|dpm|em|pc|ald|ddpm|direct")
     p.add_argument("--solver", default=None, help="ODE solver: euler|midpoint|heun|rk4|dopri5")
@@ -101,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=None, help="how many samples (default: the run's sample.n)")
     _sampling_flags(s)
     _device_flag(s, "sample")
+    _threads_flag(s)
     s.add_argument("--out", required=True, help="FILE.npy or FILE.png")
 
     e = sub.add_parser("eval", help="evaluate a trained run against held-out data")
@@ -109,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--metrics", default=None, help="comma-separated, e.g. w2,mmd (fd for digits)")
     _sampling_flags(e)
     _device_flag(e, "sample and score")
+    _threads_flag(e)
     e.add_argument("--figures", action="store_true", help="also write figures/ in the run directory")
 
     lp = sub.add_parser("log-prob", help="log-density (nats) of each row of a .npy file under a run's model")
@@ -123,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how the divergence is computed",
     )
     _device_flag(lp, "integrate")
+    _threads_flag(lp)
 
     r = sub.add_parser("reflow", help="rectified flow: retrain a flow-matching run on its own ODE pairs")
     r.add_argument("run_dir", help="the trained flow-matching run (the teacher)")
@@ -227,6 +243,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from genlab.app import runs
 
+    _set_threads(args)
+
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
     run = runs.load_run(args.run_dir, checkpoint=args.checkpoint, device=_device(args))
@@ -238,6 +256,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from genlab.app import evaluation, reporting, runs
+
+    _set_threads(args)
 
     _positive(args.n, "--n")
     _positive(args.steps, "--steps")
@@ -264,6 +284,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_log_prob(args: argparse.Namespace) -> int:
     from genlab.app import evaluation
+
+    _set_threads(args)
 
     _positive(args.steps, "--steps")
     path = evaluation.log_prob_file(
