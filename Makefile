@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# pytorch-fid's code only, for the test that checks genlab's Frechet distance against its
+	# own on random features (its torchvision dependency is not needed for that, and the
+	# PyPI torchvision is built for CUDA torch; `pip install '.[fid]'` installs both)
+	$(PY) -m pip install -q --no-deps pytorch-fid==0.3.0
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -111,7 +111,7 @@ def test_errors_are_one_line(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     )
     # an existing run is never overwritten silently
     assert "already holds a run" in error_of(["train", "moons", *TINY, "--out", str(run_dir)], capsys)
-    assert "unknown metric 'fid'" in error_of(["eval", str(run_dir), "--metrics", "fid"], capsys)
+    assert "unknown metric 'kid'" in error_of(["eval", str(run_dir), "--metrics", "kid"], capsys)
     assert "--out must end in .npy or .png" in error_of(["sample", str(run_dir), "--out", "x.txt"], capsys)
 
 

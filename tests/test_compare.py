@@ -218,7 +218,7 @@ def test_other_settings_in_the_same_folder_need_overwrite(tmp_path: Path, capsys
         (["moons", "moons"], "may appear once"),
         (["moons", "--budget", "fast"], "--budget must be a number of steps"),
         (["moons", "--seeds", "0"], "--seeds must be a positive integer"),
-        (["moons", "--metrics", "fid"], "unknown metric 'fid' for compare"),
+        (["moons", "--metrics", "kid"], "unknown metric 'kid' for compare"),
         (["moons_gan", "--metrics", "nll"], "none of the metrics nll is defined for moons_gan"),
         (["moons", "model.net.width=-3"], "model.net.width"),
         (["moons", "train.steps=500"], "--budget sets the training steps"),

@@ -52,7 +52,7 @@ def test_overrides_are_typed() -> None:
         ),
         ("sample.solver=rk5", "choose one of: dopri5, euler, heun, midpoint, rk4"),
         ("train.ema_decay=1.0", "train.ema_decay must be in [0, 1)"),
-        ("eval.metrics=w2,fid", "eval.metrics='fid' is not valid"),
+        ("eval.metrics=w2,kid", "eval.metrics='kid' is not valid"),
         ("steps", "must look like section.key=value"),
     ],
 )

@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a trained run against held-out data")
     e.add_argument("run_dir")
     e.add_argument("--n", type=int, default=None, help="samples scored (default: the run's eval.n)")
-    e.add_argument("--metrics", default=None, help="comma-separated, e.g. w2,mmd (fd for digits)")
+    e.add_argument(
+        "--metrics", default=None, help="comma-separated, e.g. w2,mmd (fd for digits, fid for images)"
+    )
     _sampling_flags(e)
     _device_flag(e, "sample and score")
     _threads_flag(e)
@@ -145,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--seeds", type=int, default=3, help="training seeds per config (default 3)")
     c.add_argument(
-        "--metrics", default=None, help="comma-separated subset of w2,mmd,fd,nll,acc (default by data)"
+        "--metrics", default=None, help="comma-separated subset of w2,mmd,fd,fid,nll,acc (default by data)"
     )
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads of every run")
     c.add_argument("--n", type=int, default=None, help="samples scored per run (default: eval.n)")

@@ -40,7 +40,7 @@ from genlab.app.train import train
 from genlab.training.checkpoint import list_checkpoints
 
 #: metrics ``compare`` can put in its table (each only where it is defined for a config)
-COMPARE_METRICS = ("w2", "mmd", "fd", "nll", "acc")
+COMPARE_METRICS = ("w2", "mmd", "fd", "fid", "nll", "acc")
 #: families whose runs have a likelihood (the VAE's is the IWAE bound)
 PLAN_FILE, RESULT_FILE, TABLE_FILE, FIGURE_FILE = "plan.json", "compare.json", "compare.md", "compare.png"
 RECORD_FILE = "compare_record.json"  # in each run directory, once it is scored
@@ -77,6 +77,7 @@ def metrics_for(cfg: Config, requested: Sequence[str] | None) -> list[str]:
         "w2": True,
         "mmd": not images,
         "fd": digits,
+        "fid": images,
         "nll": has_nll,
         "acc": digits and conditional and cfg.sample.label is not None and cfg.sample.label >= 0,
     }
@@ -123,6 +124,10 @@ def resolve_all(
     for name, cfg in zip(names, cfgs, strict=True):
         if not metrics_for(cfg, metrics):
             raise ConfigError(f"none of the metrics {', '.join(metrics or [])} is defined for {name}")
+    if metrics is not None and "fid" in metrics:  # the weights and the package, before any training
+        from genlab.metrics.inception import check_fid_available
+
+        check_fid_available()
     return list(zip(names, cfgs, strict=True))
 
 

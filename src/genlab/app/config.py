@@ -63,7 +63,8 @@ class SampleConfig:
 @dataclass
 class EvalConfig:
     n: int = 2000  # generated and reference samples
-    metrics: list[str] = field(default_factory=lambda: ["w2", "mmd"])  # w2, mmd, nll, fd, acc, straightness
+    # w2, mmd, nll, fd, fid, acc, straightness
+    metrics: list[str] = field(default_factory=lambda: ["w2", "mmd"])
 
 
 @dataclass
@@ -444,4 +445,4 @@ def check_device_name(key: str, value: str) -> None:
 
 
 #: metrics computed from a run rather than from two sample sets (see evaluation.evaluate)
-RUN_METRICS = ("fd", "nll", "acc", "straightness")
+RUN_METRICS = ("fd", "fid", "nll", "acc", "straightness")

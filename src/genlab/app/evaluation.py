@@ -126,6 +126,7 @@ def evaluate(
     for name in ("fd", "acc"):
         if name in names and not digits_classifier_applies(run.cfg.data):
             raise ConfigError(f"metric {name} (from the digits classifier) needs data.name=digits")
+    inception = _fid_network(run) if "fid" in names else None  # before sampling: a missing file stops at once
     if "straightness" in names and "ode" not in run.model.SAMPLERS:
         raise ConfigError(f"metric straightness needs an ODE sampler; model.family={run.cfg.model.family}")
     cond = run_conditioning(run, n, sample.label, sample.guidance)
@@ -159,6 +160,11 @@ def evaluate(
         values["fd"] = frechet_digits_distance(sol.x, ref, classifier)
         floors["fd"] = digits_fd_floor(classifier)
         extra["fd_classifier_test_accuracy"] = info["test_accuracy"]
+    if inception is not None:
+        from genlab.metrics.inception import inception_features, inception_fid
+
+        f_samples, f_ref, f_other = (inception_features(x, inception) for x in (sol.x, ref, floor_other))
+        values["fid"], floors["fid"] = inception_fid(f_samples, f_ref), inception_fid(f_other, f_ref)
     if "acc" in names:
         from genlab.metrics import get_digits_classifier
 
@@ -194,6 +200,18 @@ def evaluate(
     }
     atomic_write_json(run.run_dir / "eval.json", result)
     return result
+
+
+def _fid_network(run: Run) -> Any:
+    """The Inception network of metric fid, once the run's data are checked to be images
+    with 1 or 3 channels (a one-line ConfigError where the weights or pytorch-fid are missing)."""
+    from genlab.metrics.inception import inception_network
+
+    if not isinstance(run.dataset, ImageDataset) or run.dataset.images.shape[1] not in (1, 3):
+        raise ConfigError(
+            "metric fid (Inception features) needs images with 1 or 3 channels; use w2 or mmd for other data"
+        )
+    return inception_network(run.device)
 
 
 #: evaluation log-probs use the exact divergence up to this dimension, Hutchinson above

@@ -165,7 +165,7 @@ def format_table(result: dict[str, Any]) -> str:
 # genlab compare
 
 #: metric -> table heading, in table order
-METRIC_NAMES = {"w2": "W2", "mmd": "MMD²", "fd": "FD", "nll": "NLL", "acc": "acc"}
+METRIC_NAMES = {"w2": "W2", "mmd": "MMD²", "fd": "FD", "fid": "FID", "nll": "NLL", "acc": "acc"}
 HIGHER_IS_BETTER = frozenset({"acc"})
 
 

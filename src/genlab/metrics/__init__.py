@@ -5,6 +5,8 @@
   ``compute_metrics`` and ``metric_floor`` (the score of a perfect model at sample size n);
 - :mod:`genlab.metrics.digits_classifier`: a deterministic CNN trained on the 8x8 digits,
   cached as safetensors, and the Frechet distance in its feature space (an FID for digits);
+- :mod:`genlab.metrics.inception`: standard Inception FID through pytorch-fid (an optional
+  extra; the weights are read from torch's hub cache, never downloaded by genlab);
 - :mod:`genlab.metrics.straightness`: how straight a flow's paths are (rectified-flow
   straightness, path energy, normalised path energy), for comparing couplings.
 """
