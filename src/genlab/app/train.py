@@ -2,12 +2,14 @@
 of ``genlab compare``) and rectified flow's reflow (``genlab reflow``).
 
 A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/``,
-``metrics.jsonl`` and ``tb/`` (TensorBoard); :mod:`genlab.app.runs` loads and samples it,
+``metrics.jsonl``, ``tb/`` (TensorBoard) and ``.genlab-lock`` (held while a process trains
+into it, :mod:`genlab.app.locking`); :mod:`genlab.app.runs` loads and samples it,
 :mod:`genlab.app.evaluation` scores it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -23,10 +25,11 @@ from genlab.app.conditioning import run_conditioning
 from genlab.app.config import Config, ConfigError, DataConfig, build_config
 from genlab.app.datasets import STANDARDIZATION_FILE, standardized
 from genlab.app.evaluation import training_evaluator
+from genlab.app.locking import clear_run, run_lock
 from genlab.app.runs import load_run
 from genlab.devices import DeviceError, make_generator, resolve_device
 from genlab.training.checkpoint import list_checkpoints
-from genlab.training.distributed import barrier, init_distributed
+from genlab.training.distributed import DistContext, barrier, init_distributed
 from genlab.training.trainer import BEST_DIRNAME, Trainer, TrainResult
 
 
@@ -49,6 +52,20 @@ def train(
     device = ctx.device
     cfg = replace_train(cfg, device=str(device))  # the run records the device it was trained on
     cfg = dataclasses.replace(cfg, data=absolute_paths(cfg.data))  # eval may run from elsewhere
+    with run_lock(out) if ctx.is_main else contextlib.nullcontext():  # one writer per run directory
+        return _train_locked(cfg, out, ctx, device, resume, overwrite, progress, init_weights)
+
+
+def _train_locked(
+    cfg: Config,
+    out: Path,
+    ctx: DistContext,
+    device: torch.device,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    init_weights: dict[str, torch.Tensor] | None,
+) -> TrainResult:
     if resume:
         if not list_checkpoints(out):
             raise ConfigError(f"--resume: no checkpoint in {out}/checkpoints; start without --resume")
@@ -59,7 +76,7 @@ def train(
             )
         barrier(ctx)  # every rank has seen the old run before rank 0 removes it
         if ctx.is_main:
-            shutil.rmtree(out)
+            clear_run(out)
     if not resume and (out / BEST_DIRNAME).exists() and ctx.is_main:  # an earlier run's, never checkpointed
         shutil.rmtree(out / BEST_DIRNAME)
     barrier(ctx)
@@ -80,10 +97,6 @@ def train(
         _check_same_model(out, cfg)
     if ctx.is_main:
         check_writable(out, model, cfg)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        if scale is not None:
-            record = {"mean": list(scale.mean), "std": list(scale.std)}
-            atomic_write_text(out / STANDARDIZATION_FILE, json.dumps(record, indent=1))
     sampler = training_sampler(cfg, dataset)
     evaluate = cfg.train.eval_every > 0 and ctx.is_main
     evaluator = None
@@ -104,6 +117,11 @@ def train(
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if ctx.is_main:  # the run's record, once everything that can refuse the run has accepted it
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if scale is not None:
+            record = {"mean": list(scale.mean), "std": list(scale.std)}
+            atomic_write_text(out / STANDARDIZATION_FILE, json.dumps(record, indent=1))
     result = trainer.fit(resume=resume)
     if hasattr(model, "fit_prior"):  # VQ-VAE: the code prior, for the weights that will sample
         _fit_code_prior(trainer, dataset)
