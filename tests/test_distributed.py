@@ -1,10 +1,9 @@
-"""Data-parallel training (DDP on gloo) against one process, the torchrun launch, and the
-per-rank streams in checkpoints."""
+"""Data-parallel training (DDP on gloo) against a real one-process run of every family, the
+torchrun launch, and the noise streams in checkpoints."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import subprocess
@@ -15,13 +14,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from genlab.app.builders import build_dataset, build_model, data_shape, training_sampler
 from genlab.app.runs import resolve_config
 from genlab.app.train import train
 from genlab.training.checkpoint import load_checkpoint
-from genlab.training.distributed import RANK_SEED_STRIDE, DistContext, shard
-from genlab.training.optim import warmup_lr
-from genlab.training.trainer import NOISE_SEED_OFFSET
+from genlab.training.distributed import DistContext, SlicedNoise, shard
 
 TINY = [
     "train.steps=6",
@@ -69,15 +65,26 @@ def _worker(rank: int, world: int, port: int, jobs: list[Job]) -> None:
 
 
 GAN = [*TINY, "train.eval_every=0", "model.gan.n_critic=2"]
+#: every family the README says trains the same steps in any number of processes, for 20 steps
+FAMILY_RUNS = {
+    "fm": ("moons", [*TINY, "train.steps=20"]),
+    "diffusion": ("moons_diffusion", [*TINY, "train.steps=20"]),
+    "ddpm": ("moons_ddpm", [*TINY, "train.steps=20"]),
+    "vae": ("moons_vae", [*TINY, "train.steps=20"]),
+    "gan": ("moons_gan", [*GAN, "train.steps=20"]),
+    "realnvp": ("moons_realnvp", [t for t in TINY if not t.startswith("model.")] + ["train.steps=20"]),
+}
 
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One two-process group (spawning costs seconds) trains: flow matching; a GAN straight
-    through; the same GAN for half the steps, then resumed."""
+    """One two-process group (spawning costs seconds) trains every family of FAMILY_RUNS, a
+    GAN straight through, and the same GAN for half the steps, then resumed."""
     root = tmp_path_factory.mktemp("ddp")
     jobs: list[Job] = [
-        ("moons", TINY, str(root / "fm"), False),
+        (config, overrides, str(root / name), False) for name, (config, overrides) in FAMILY_RUNS.items()
+    ]
+    jobs += [
         ("moons_gan", GAN, str(root / "gan_full"), False),
         ("moons_gan", [*GAN, "train.steps=3"], str(root / "gan_part"), False),
         ("moons_gan", GAN, str(root / "gan_part"), True),
@@ -97,41 +104,59 @@ def test_shard_takes_contiguous_equal_slices() -> None:
     assert shard(x, DistContext()) is x
 
 
-def test_two_process_ddp_equals_one_process_with_the_same_global_batch(ddp_runs: Path) -> None:
-    """DDP's gradient average over two shards = one process descending the mean of the two
-    shard losses, each shard with its rank's noise stream (parameters within 1e-6)."""
-    ddp = load_checkpoint(ddp_runs / "fm").tensors["model"]
-
-    cfg = resolve_config("moons", TINY)
-    dataset = build_dataset(cfg.data)
-    model = build_model(cfg, data_shape(dataset))
-    sample = training_sampler(cfg, dataset)
-    tc = cfg.train
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas))
-    data_gen = torch.Generator().manual_seed(tc.seed)
-    noise = [
-        torch.Generator().manual_seed(tc.seed + NOISE_SEED_OFFSET + r * RANK_SEED_STRIDE) for r in range(2)
+def _draws(gen: torch.Generator, n: int) -> list[torch.Tensor]:
+    """What a loss draws: times (n,), noise (n, 2), steps (n,), a (1, n, 3) reparameterisation
+    noise and a per-batch scalar, in every calling convention of rand / randn / randint."""
+    return [
+        torch.rand(n, generator=gen),
+        torch.randn((n, 2), generator=gen),
+        torch.randint(1, 11, (n,), generator=gen),
+        torch.randn(1, n, 3, generator=gen),
+        torch.rand((), generator=gen),
+        torch.randint(5, size=(n, 1), generator=gen),
     ]
-    for step in range(tc.steps):
-        for group in opt.param_groups:
-            group["lr"] = warmup_lr(step, tc)
-        batch = sample(tc.batch_size, data_gen)
-        losses = [model.loss(shard(batch, DistContext(r, 2, "gloo")), noise[r])["loss"] for r in range(2)]
-        opt.zero_grad()
-        (sum(losses) / 2).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
-        opt.step()
-    one = model.state_dict()
-    assert ddp.keys() == one.keys()
-    worst = max(float((ddp[k] - one[k]).abs().max()) for k in one)
-    assert worst < 1e-6, worst
-    # the checkpoint keeps both ranks' noise streams and the world size
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_sliced_noise_gives_each_rank_the_single_process_rows(world: int) -> None:
+    n = 4
+    whole = _draws(torch.Generator().manual_seed(7), n * world)  # one process, the global batch
+    for rank in range(world):
+        gen = torch.Generator().manual_seed(7)
+        with SlicedNoise(gen, DistContext(rank, world, "gloo"), n):
+            part = _draws(gen, n)
+            other = torch.randn(n, generator=torch.Generator().manual_seed(1))  # another generator
+        rows = slice(rank * n, (rank + 1) * n)
+        for w, p, axis in zip(whole, part, [0, 0, 0, 1, None, 0], strict=True):
+            expected = w if axis is None else (w[rows] if axis == 0 else w[:, rows])
+            assert torch.equal(p, expected)
+        assert torch.equal(other, torch.randn(n, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_RUNS))
+def test_two_processes_take_the_steps_of_one(name: str, ddp_runs: Path, tmp_path: Path) -> None:
+    """A real two-process run and a real one-process run of the same config (global batch 32)
+    end 20 steps with the same weights, to 1e-6: the data order, the noise of every example,
+    the averaged gradients, clipping and the optimiser all agree."""
+    config, overrides = FAMILY_RUNS[name]
+    train(resolve_config(config, overrides), tmp_path / "one", progress=False)
+    one = load_checkpoint(tmp_path / "one").tensors["model"]
+    two = load_checkpoint(ddp_runs / name).tensors["model"]
+    assert one.keys() == two.keys()
+    worst = max(float((one[k].double() - two[k].double()).abs().max()) for k in one)
+    earlier = load_checkpoint(tmp_path / "one", step=18).tensors["model"]
+    moved = max(float((one[k] - earlier[k]).abs().max()) for k in one)
+    assert worst < 1e-6 and moved > 1e-5, (worst, moved)  # the weights still move, and alike
+
+
+def test_the_checkpoint_of_a_two_process_run(ddp_runs: Path) -> None:
     ckpt = load_checkpoint(ddp_runs / "fm")
     assert {"data", "noise", "noise_1"} <= set(ckpt.tensors["rng"]) and ckpt.meta["world_size"] == 2
+    assert torch.equal(ckpt.tensors["rng"]["noise"], ckpt.tensors["rng"]["noise_1"])  # one shared stream
     steps = [
         json.loads(line)["step"] for line in (ddp_runs / "fm" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert steps == [2, 4, 6]  # one writer
+    assert steps == list(range(2, 21, 2))  # one writer
 
 
 def test_gan_trains_and_resumes_bit_exactly_under_ddp(ddp_runs: Path) -> None:
@@ -144,7 +169,7 @@ def test_gan_trains_and_resumes_bit_exactly_under_ddp(ddp_runs: Path) -> None:
 def test_resume_with_another_number_of_processes_is_refused(ddp_runs: Path, capsys) -> None:
     from genlab.app.cli import main
 
-    assert main(["train", "moons", *TINY, "train.steps=8", "--out", str(ddp_runs / "fm"), "--resume"]) == 2
+    assert main(["train", "moons", *TINY, "train.steps=30", "--out", str(ddp_runs / "fm"), "--resume"]) == 2
     assert "was written by 2 process(es); resume it with the same number (now 1)" in capsys.readouterr().err
 
 

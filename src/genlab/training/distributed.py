@@ -8,8 +8,12 @@ environment variables RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
 - draws the same global batch of ``train.batch_size`` on every rank from the shared data
   generator and keeps its own contiguous shard (rows ``[r B/N, (r + 1) B/N)``), so the data
   order is the single-process one whatever N is;
-- draws the training noise (t, x_0, z, ...) from a per-rank generator seeded
-  ``seed + NOISE_SEED_OFFSET + r * RANK_SEED_STRIDE`` (rank 0 = the single-process stream);
+- draws the training noise (t, x_0, z, ...) of each example from the stream one process
+  would have used for it: every rank holds the single-process noise generator (seed
+  ``seed + NOISE_SEED_OFFSET``), and while the loss runs, :class:`SlicedNoise` turns each
+  ``torch.rand`` / ``randn`` / ``randint`` draw from it that has an axis of the shard's batch
+  size into the draw for the global batch, of which the rank keeps its own rows. So N
+  processes take the same steps as one, up to the order of floating-point sums;
 - averages the gradients across ranks (DDP's all-reduce; for the adversarial families an
   explicit all-reduce of each player's gradients, :func:`average_gradients`), so one step is
   the step of the mean of the per-shard losses; EMA, clipping and the optimiser then agree
@@ -23,6 +27,7 @@ One process (no WORLD_SIZE, or WORLD_SIZE=1) is the plain single-process trainer
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -31,9 +36,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-
-#: distance between the training-noise seeds of consecutive ranks
-RANK_SEED_STRIDE = 7_919
+from torch.overrides import TorchFunctionMode
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,56 @@ def shard(batch: Any, ctx: DistContext) -> Any:
     if isinstance(batch, dict):
         return {k: part(v) for k, v in batch.items()}
     return type(batch)(part(t) for t in batch)
+
+
+class SlicedNoise(TorchFunctionMode):
+    """While active on rank r of W, a draw from ``generator`` by ``torch.rand``, ``torch.randn``
+    or ``torch.randint`` whose size has an axis of length ``n`` (the shard's batch size; the
+    first such axis) is made for W n rows from the same generator, and rows [r n, (r + 1) n)
+    of that axis are returned: every rank advances the stream exactly as one process drawing
+    for the whole batch does, and gets the values one process would give its examples. Draws
+    without such an axis (a scalar, a per-batch choice) are the same on every rank, as in one
+    process. Other random functions and other generators pass through unchanged."""
+
+    def __init__(self, generator: torch.Generator, ctx: DistContext, n: int):
+        super().__init__()
+        self.generator, self.ctx, self.n = generator, ctx, n
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if kwargs.get("generator") is not self.generator or func not in _SIZED_DRAWS:
+            return func(*args, **kwargs)
+        size, rebuild = _size_argument(func, tuple(args), kwargs)
+        axis = next((i for i, d in enumerate(size) if d == self.n), None)
+        if axis is None:
+            return func(*args, **kwargs)
+        whole = list(size)
+        whole[axis] = self.n * self.ctx.world_size
+        new_args, new_kwargs = rebuild(tuple(whole))
+        out = func(*new_args, **new_kwargs)
+        return out.narrow(axis, self.ctx.rank * self.n, self.n).contiguous()
+
+
+_SIZED_DRAWS = (torch.rand, torch.randn, torch.randint)
+
+
+def _size_argument(func: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple[int, ...], Any]:
+    """The size of a ``rand`` / ``randn`` / ``randint`` call and a function that rebuilds its
+    arguments with another size."""
+    if "size" in kwargs:
+        size = tuple(kwargs["size"])
+        return size, lambda new: (args, {**kwargs, "size": new})
+    if func is torch.randint:  # randint(high, size) or randint(low, high, size)
+        size = tuple(args[-1])
+        return size, lambda new: ((*args[:-1], new), kwargs)
+    if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)):  # rand((2, 3))
+        return tuple(args[0]), lambda new: ((new,), kwargs)
+    return tuple(args), lambda new: ((new,), kwargs)  # rand(2, 3)
+
+
+def sliced_noise(generator: torch.Generator, ctx: DistContext, n: int) -> Any:
+    """:class:`SlicedNoise` when distributed, else a context that does nothing."""
+    return SlicedNoise(generator, ctx, n) if ctx.enabled else contextlib.nullcontext()
 
 
 def all_true(flag: bool, ctx: DistContext) -> bool:

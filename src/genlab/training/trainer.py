@@ -50,7 +50,6 @@ from genlab.training.checkpoint import list_checkpoints, load_checkpoint, save_c
 from genlab.training.compile import compile_mode, compile_networks, uncompile
 from genlab.training.config import TrainConfig
 from genlab.training.distributed import (
-    RANK_SEED_STRIDE,
     DistContext,
     all_true,
     any_true,
@@ -60,6 +59,7 @@ from genlab.training.distributed import (
     gather_states,
     mean_over_ranks,
     shard,
+    sliced_noise,
     wrap,
 )
 from genlab.training.ema import EMA
@@ -196,9 +196,10 @@ class Trainer:
         self.compiled = compile_networks(model, self.compile_mode) if self.compile_mode is not None else []
 
     def _noise_seed(self, step: int = 0) -> int:
-        """Seed of this rank's training-noise stream (``step`` > 0: the stream reseeded on
-        resuming on another kind of device)."""
-        return self.cfg.seed + NOISE_SEED_OFFSET + self.dist.rank * RANK_SEED_STRIDE + step
+        """Seed of the training-noise stream, the same on every rank (each keeps its rows of
+        the global batch's draws, see :class:`~genlab.training.distributed.SlicedNoise`;
+        ``step`` > 0: the stream reseeded on resuming on another kind of device)."""
+        return self.cfg.seed + NOISE_SEED_OFFSET + step
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -352,7 +353,8 @@ class Trainer:
     def _call(self, method: str, batch: Any) -> dict[str, torch.Tensor]:
         """``model.method(batch, noise_gen)``, through DDP when distributed, under bf16 / fp16
         autocast with ``train.precision`` (the weights and the optimiser stay fp32)."""
-        with autocast(self.device, self.cfg.precision):
+        n = self.cfg.batch_size // self.dist.world_size  # rows of this rank's shard
+        with autocast(self.device, self.cfg.precision), sliced_noise(self.noise_gen, self.dist, n):
             if self.caller is not None:
                 out = self.caller(method, batch, self.noise_gen)
             else:
