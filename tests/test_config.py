@@ -218,3 +218,23 @@ def test_each_family_config_holds_only_its_own_settings() -> None:
     assert "net" not in sections["realnvp"] and "path" not in sections["diffusion"]
     assert "coupling" in sections["flow_matching"] and "coupling" not in sections["ddpm"]
     assert sections["vae"] == {"family", "net", "ae"} and sections["gan"] == {"family", "net", "gan"}
+
+
+def test_an_override_does_not_hide_an_invalid_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("train: 5\n")
+    with pytest.raises(ConfigError, match="train must be a mapping of keys to values, got 5"):
+        load_config(path, ["train.steps=20"])
+    path.write_text("model:\n  net: wide\n")
+    with pytest.raises(ConfigError, match="model.net must be a mapping.*'wide'"):
+        load_config(path, ["model.net.width=8"])
+    path.write_text("train:\n")  # an empty section is a section of defaults
+    assert load_config(path, ["train.steps=20"]).train.steps == 20
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_an_empty_config_file_is_refused(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="is empty; give at least one section"):
+        load_config(path)

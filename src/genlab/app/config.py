@@ -285,11 +285,19 @@ def _is_default(value: Any, dotted: str, readers: dict[str, Any]) -> bool:
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict; a level the file holds as a plain value (``train: 5``)
+    is refused, not silently replaced by the override's section."""
     parts = dotted.split(".")
     node = tree
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if not isinstance(child, dict):
+        if child is not None and not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(
+                f"{where} must be a mapping of keys to values, got {child!r}; fix it in the config "
+                f"before overriding {dotted}"
+            )
+        if child is None:
             child = {}
             node[part] = child
         node = child
@@ -346,7 +354,12 @@ def load_config(
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
-    if data is not None and not isinstance(data, dict):
+    if data is None:  # empty, or comments only: an empty file is more likely a mistake than a choice
+        raise ConfigError(
+            f"config file {str(p)!r} is empty; give at least one section (data, model, train, ...), "
+            "e.g. copy one of configs/"
+        )
+    if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping (sections data, model, ...)")
     return build_config(data, overrides, shared)
 
