@@ -361,6 +361,8 @@ def test_checkpoint_of_another_family_is_refused(
     sidecar["sha256"] = hashlib.sha256(fm_tensors).hexdigest()  # a consistent, mislabelled pair
     (ckpt_dir / "step_00000500.json").write_text(json.dumps(sidecar))
     argv = ["sample", str(run), "--n", "10", "--checkpoint", "last", "--out", str(tmp_path / "x.npy")]
+    assert "model.family=gan, not flow_matching as the run's config.yaml says" in error_of(argv, capsys)
+    (run / "config.yaml").unlink()  # no record to compare with: the tensors still give it away
     assert "does not match its config's model" in error_of(argv, capsys)
 
 
@@ -501,3 +503,25 @@ def test_nan_gradient_with_finite_loss_never_reaches_a_checkpoint(
     monkeypatch.undo()
     assert "the gradient norm of loss is nan at step 10" in err
     assert_stopped_and_last_checkpoint_samples(run, err, tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        (["moons_ddpm"], "is of model.family=ddpm, not flow_matching as the run's config.yaml says"),
+        (["moons", "model.net.width=24"], "is of another model than the run's config.yaml describes"),
+    ],
+)
+def test_a_checkpoint_of_another_run_is_refused(
+    other: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = ["train.steps=4", "train.ckpt_every=2", "model.net.depth=1", "--no-progress"]
+    run, stranger = tmp_path / "run", tmp_path / "stranger"
+    assert main(["train", "moons", "model.net.width=16", *tiny, "--out", str(run)]) == 0
+    assert main(["train", other[0], "model.net.width=16", *other[1:], *tiny, "--out", str(stranger)]) == 0
+    assert main(["sample", str(run), "--n", "5", "--out", str(tmp_path / "ok.npy")]) == 0
+    for f in (stranger / "checkpoints").glob("step_00000004.*"):  # the pair, so the hashes agree
+        shutil.copy(f, run / "checkpoints" / f.name)
+    err = error_of(["sample", str(run), "--n", "5", "--out", str(tmp_path / "x.npy")], capsys)
+    assert message in err and "belongs to another run" in err
+    assert not (tmp_path / "x.npy").exists()

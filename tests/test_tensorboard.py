@@ -135,3 +135,38 @@ def test_cross_check_with_tensorboard(tmp_path: Path) -> None:
     acc.Reload()
     got = [(e.step, e.value) for e in acc.Scalars("loss")]
     assert got == read_scalars(w.path)["loss"]
+
+
+def test_a_gan_runs_evaluation_is_logged_under_its_metric(tmp_path: Path) -> None:
+    """``eval/w2``, not ``eval/score`` (issue 18, item 13), in TensorBoard and metrics.jsonl;
+    the loss figure draws both players' losses."""
+    import json
+
+    from genlab.app.cli import main
+    from genlab.viz.loss import _loss_series, _read_records
+
+    out = tmp_path / "gan"
+    args = [
+        "train.steps=8",
+        "train.log_every=2",
+        "train.eval_every=4",
+        "train.eval_n=64",
+        "model.net.width=16",
+    ]
+    assert main(["train", "moons_gan", *args, "--out", str(out), "--no-progress"]) == 0
+    (event_file,) = (out / "tb").glob("events.out.tfevents.*")
+    scalars = read_scalars(event_file)
+    assert (
+        [s for s, _ in scalars["eval/w2"]] == [4, 8]
+        and "eval/best_w2" in scalars
+        and "eval/score" not in scalars
+    )
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval" in r]
+    assert [r["metric"] for r in evals] == ["w2", "w2"]
+    assert [v for _, v in scalars["eval/w2"]] == pytest.approx([r["eval"] for r in evals], rel=1e-6)
+    series = _loss_series(_read_records(out / "metrics.jsonl"))
+    assert list(series) == ["discriminator loss", "generator loss"]
+    steps, d_loss = series["discriminator loss"]
+    assert list(steps) == [2, 4, 6, 8]
+    assert list(d_loss) == [r["d_loss"] for r in records if "d_loss" in r]

@@ -115,6 +115,25 @@ def test_image_grid_pixels_are_exact(tmp_path: Path) -> None:
     assert pixels.min() == 0 and pixels.max() == 255
 
 
+def test_image_grid_row_labels_are_drawn_left_of_their_rows(tmp_path: Path) -> None:
+    """Class rows carry their labels (issue 18, item 13): text in a margin left of the grid,
+    level with each row; a wrong number of labels is refused."""
+    from PIL import Image
+
+    white = torch.ones(6, 1, 8, 8)  # white images on the white page: any dark pixel is text
+    plain = np.asarray(Image.open(plot_image_grid(white, tmp_path / "a.png", nrow=3)).convert("L"))
+    out = plot_image_grid(white, tmp_path / "b.png", nrow=3, row_labels=["y=0", "y=1"])
+    labelled = np.asarray(Image.open(out).convert("L"))
+    assert labelled.shape[0] == plain.shape[0] and labelled.shape[1] > plain.shape[1]
+    margin = labelled[:, : labelled.shape[1] - plain.shape[1]]
+    dark_rows = np.flatnonzero((margin < 128).any(axis=1))
+    assert len(dark_rows) > 0 and plain.min() > 128
+    top, bottom = dark_rows[dark_rows < labelled.shape[0] / 2], dark_rows[dark_rows >= labelled.shape[0] / 2]
+    assert len(top) > 0 and len(bottom) > 0  # one label level with each of the two rows
+    with pytest.raises(ValueError, match="one text per row"):
+        plot_image_grid(white, tmp_path / "c.png", nrow=3, row_labels=["y=0"])
+
+
 def test_trajectories_png(tmp_path: Path, trajectory: torch.Tensor, moons: torch.Tensor) -> None:
     out = plot_trajectories(trajectory, tmp_path / "traj.png", n_show=50, data=moons)
     assert _is_png(out)

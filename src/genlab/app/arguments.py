@@ -4,9 +4,18 @@ runs them). Usage errors are one line and ``--help`` shows each option's default
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
-__all__ = ["DEMO_CONFIGS", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "build_parser"]
+__all__ = [
+    "DEMO_CONFIGS",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "build_parser",
+    "command_first",
+    "command_names",
+]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -78,6 +87,32 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"genlab: error: {message} (see {self.prog} --help)\n")
+
+
+#: the options of ``genlab`` itself; every other option belongs to a subcommand
+_TOP_LEVEL_FLAGS = ("--debug", "-h", "--help")
+
+
+def command_first(argv: Sequence[str], commands: Sequence[str]) -> list[str]:
+    """Options of a subcommand given before it (``genlab --device cpu sample RUN``) moved
+    after the subcommand's name, where argparse looks for them; ``genlab``'s own options stay.
+
+    >>> command_first(["--debug", "--device", "cpu", "sample", "r"], ["sample"])
+    ['--debug', 'sample', '--device', 'cpu', 'r']
+    """
+    argv = list(argv)
+    at = next((i for i, a in enumerate(argv) if a in commands), None)
+    if at is None or at == 0:
+        return argv
+    own = [a for a in argv[:at] if a in _TOP_LEVEL_FLAGS]
+    theirs = [a for a in argv[:at] if a not in _TOP_LEVEL_FLAGS]
+    return [*own, argv[at], *theirs, *argv[at + 1 :]]
+
+
+def command_names(parser: argparse.ArgumentParser) -> list[str]:
+    """The subcommands of ``parser`` (train, sample, ...)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
 
 
 def build_parser() -> argparse.ArgumentParser:

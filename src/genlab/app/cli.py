@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genlab.app.arguments import DEMO_CONFIGS, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, build_parser
+from genlab.app.arguments import (
+    DEMO_CONFIGS,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    build_parser,
+    command_first,
+    command_names,
+)
 
 
 def _set_threads(args: argparse.Namespace) -> None:
@@ -176,7 +184,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     weights = "EMA" if result["ema"] else "raw"
     nfe = result["nfe"]
-    print(f"samples: {result['n']} with {how}, {result['steps']} steps (NFE {nfe}), {weights} weights")
+    taken = f"{result['steps']} steps" if result["steps"] is not None else "one pass"
+    taken += f" (NFE {nfe})"
+    print(f"samples: {result['n']} with {how}, {taken}, {weights} weights")
     print(reporting.format_table(result))
     print("(floor = the same metric between two independent samples of the true data)")
     print()
@@ -263,7 +273,8 @@ def _run(argv: Sequence[str] | None) -> int:
     warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     parser = build_parser()
     try:  # argparse exits on --help (0) and on a usage error (2, its one line printed)
-        args, extra = parser.parse_known_args(argv)
+        given = list(sys.argv[1:] if argv is None else argv)
+        args, extra = parser.parse_known_args(command_first(given, command_names(parser)))
         # dotted overrides may also follow the flags: `genlab train moons --out X train.steps=10`
         if extra:
             dotted = all("=" in e and not e.startswith("-") for e in extra)

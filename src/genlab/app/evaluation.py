@@ -63,7 +63,18 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
         flat = x.flatten(1) if image else x
         return float(compute_metrics(flat, ref.flatten(1), [metric])[metric])
 
-    return evaluate
+    return _Scorer(metric, evaluate)
+
+
+@dataclasses.dataclass
+class _Scorer:
+    """A training evaluator that knows its metric's name (for ``metrics.jsonl`` and TensorBoard)."""
+
+    metric: str
+    score: Any
+
+    def __call__(self, model: Any) -> float:
+        return float(self.score(model))
 
 
 def _reference(run: Run, n: int, gen: torch.Generator) -> tuple[torch.Tensor, Any]:
@@ -135,6 +146,11 @@ def evaluate(
     keep = "straightness" in names
     if keep and sample.sampler != "ode":
         raise ConfigError("metric straightness follows the ODE paths; evaluate it with --sampler ode")
+    if keep and sample.steps < 2:
+        raise ConfigError(
+            "metric straightness needs --steps 2 or more: a one-step path is a straight segment, "
+            "scored 0 whatever the model"
+        )
     t0 = time.perf_counter()
     sol = generate(run, n, sample, return_trajectory=keep, cond=cond)
     sample_s = time.perf_counter() - t0
@@ -186,7 +202,7 @@ def evaluate(
         "n": n,
         "sampler": sample.sampler,
         "solver": sample.solver,
-        "steps": sample.steps,
+        "steps": steps_taken(sample.sampler, sample.steps, sol.nfe),
         "nfe": sol.nfe,
         "sample_s": sample_s,  # wall time of drawing the n samples
         "ema": run.ema,
@@ -200,6 +216,16 @@ def evaluate(
     }
     atomic_write_json(run.run_dir / "eval.json", result)
     return result
+
+
+def steps_taken(sampler: str | None, steps: int, nfe: int | None) -> int | None:
+    """The steps a sampler took: ``sample.steps`` for those that read it, every step of the
+    chain for DDPM's ancestral sampler (its NFE), none for one-pass samplers."""
+    from genlab.app.runs import STEPLESS_SAMPLERS
+
+    if sampler not in STEPLESS_SAMPLERS:
+        return steps
+    return nfe if sampler == "ddpm" else None
 
 
 def _fid_network(run: Run) -> Any:

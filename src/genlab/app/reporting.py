@@ -13,13 +13,24 @@ from genlab.data.images import ImageDataset
 
 
 def make_figures(
-    run_dir: str | Path, n: int = 2000, checkpoint: str | None = None, device: str | torch.device = "auto"
+    run_dir: str | Path,
+    n: int | None = None,
+    checkpoint: str | None = None,
+    device: str | torch.device = "auto",
 ) -> list[Path]:
     """Samples vs data, trajectories, vector field, the path as a GIF, the loss curve;
-    reconstructions and latent interpolations for autoencoders (sampled on ``device``)."""
+    reconstructions and latent interpolations for autoencoders (sampled on ``device``).
+
+    2D figures draw ``n`` points: by default as many as the run's ``eval.json`` scored (whose
+    metrics they show), else the run's ``eval.n``."""
+    import json
+
     from genlab import viz
 
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    ev = run.run_dir / "eval.json"
+    scored = json.loads(ev.read_text()) if ev.exists() else None
+    n = n or (int(scored["n"]) if scored else run.cfg.eval.n)
     fig_dir = run.run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     written: list[Path] = []
@@ -47,12 +58,9 @@ def make_figures(
     sol = generate(run, n, ode, return_trajectory=True)  # the flow, for the pictures
     traj = sol.trajectory
     assert traj is not None
-    ev = run.run_dir / "eval.json"
     shown = None
-    if ev.exists():
-        import json
-
-        shown = {k: v["value"] for k, v in json.loads(ev.read_text())["metrics"].items()}
+    if scored and scored["n"] == n:  # the metrics of these very numbers of points
+        shown = {k: v["value"] for k, v in scored["metrics"].items()}
     written.append(
         Path(viz.plot_samples_vs_data(x_final, data, fig_dir / "samples_vs_data.png", metrics=shown))
     )
@@ -111,7 +119,9 @@ def _conditional_figures(run: Run, fig_dir: Path) -> list[Path]:
     cond = Conditioning(y=y, guidance=guidance if run.cfg.model.label_dropout_rate > 0 else None)
     x = generate(run, classes * per, cond=cond).x
     title = "one class per row" + (f", guidance w = {cond.guidance:g}" if cond.guidance is not None else "")
-    return [Path(viz.plot_image_grid(x, fig_dir / "samples_by_class.png", nrow=per, title=title))]
+    names = [f"y={c}" for c in range(classes)]  # for picture folders: the sorted subfolders' order
+    out = fig_dir / "samples_by_class.png"
+    return [Path(viz.plot_image_grid(x, out, nrow=per, title=title, row_labels=names))]
 
 
 def _autoencoder_figures(run: Run, fig_dir: Path) -> list[Path]:
@@ -152,12 +162,17 @@ def _autoencoder_figures(run: Run, fig_dir: Path) -> list[Path]:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A small text table of metric values next to their floors."""
+    """A small text table of metric values next to their floors (with a note when the
+    unbiased MMD² is below 0, which it is for laws it cannot tell apart)."""
     lines = [f"{'metric':<8} {'value':>10} {'floor':>10}"]
     for name, entry in result["metrics"].items():
         floor = entry["floor"]
         floor_s = f"{floor:>10.4f}" if floor is not None else f"{'-':>10}"
         lines.append(f"{name:<8} {entry['value']:>10.4f} {floor_s}")
+    mmd = result["metrics"].get("mmd")
+    if mmd is not None and min(mmd["value"], mmd["floor"] if mmd["floor"] is not None else 0.0) < 0:
+        note = "(mmd is the unbiased MMD²: it scatters around 0 for equal laws; below 0 = no difference seen)"
+        lines.append(note)
     return "\n".join(lines)
 
 

@@ -109,6 +109,7 @@ def load_run(
                 f"{run_dir} has no best checkpoint; train with train.eval_every > 0 or use --checkpoint last"
             )
         ckpt = load_checkpoint(run_dir / BEST_DIRNAME)
+    _check_belongs_to_run(run_dir, ckpt)
     use_ema = cfg.sample.use_ema if use_ema is None else use_ema
     dataset = build_dataset(cfg.data)
     model = build_model(cfg, data_shape(dataset), getattr(dataset, "num_classes", None))
@@ -127,8 +128,38 @@ def load_run(
     return Run(cfg, model, dataset, ckpt.step, run_dir, ema, target, scale)
 
 
+def _check_belongs_to_run(run_dir: Path, ckpt: Any) -> None:
+    """A checkpoint's model is the one the run's ``config.yaml`` describes: a checkpoint of
+    another run (another family, another network) copied into ``checkpoints/`` is refused, not
+    sampled as if it were this run's. Runs without a readable ``config.yaml`` are not checked."""
+    try:
+        recorded = build_config(yaml.safe_load((run_dir / "config.yaml").read_text())).model
+    except (OSError, yaml.YAMLError, ConfigError):
+        return
+    try:
+        model = build_config(ckpt.meta.get("config")).model
+    except ConfigError as err:
+        raise ConfigError(f"checkpoint {ckpt.path} holds an invalid config ({err})") from None
+    if model.family != recorded.family:
+        what = f"model.family={model.family}, not {recorded.family} as the run's config.yaml says"
+    elif model.to_dict() != recorded.to_dict():
+        what = "another model than the run's config.yaml describes"
+    else:
+        return
+    raise ConfigError(
+        f"checkpoint {ckpt.path} is of {what}: it belongs to another run; "
+        "remove it or sample the run it came from"
+    )
+
+
 #: the settings of SampleConfig each sampler reads besides sampler, solver, steps and seed
 SAMPLER_OPTIONS = {"ddim": ("eta",), "extension": ("noise",), "pc": ("snr",)}
+#: samplers that read neither ``steps`` nor ``solver``, and why
+STEPLESS_SAMPLERS = {
+    "ddpm": "it takes every one of the model's T steps; use --sampler ddim or dpm for fewer",
+    "direct": "the model draws in one pass",
+    "exact": "the flow is inverted in one pass",
+}
 
 
 def sample_settings(cfg: Config, **given: Any) -> SampleConfig:
@@ -160,6 +191,10 @@ def sample_settings(cfg: Config, **given: Any) -> SampleConfig:
     for key in ("eta", "noise", "snr"):
         if key in chosen and key not in SAMPLER_OPTIONS.get(sample.sampler, ()):
             raise ConfigError(f"--{key} does not apply to sampler {sample.sampler!r}")
+    for key in ("steps", "solver"):
+        if key in chosen and sample.sampler in STEPLESS_SAMPLERS:
+            why = STEPLESS_SAMPLERS[sample.sampler]
+            raise ConfigError(f"--{key} does not apply to sampler {sample.sampler!r}: {why}")
     validate_sample(dataclasses.replace(cfg, sample=sample))
     return sample
 

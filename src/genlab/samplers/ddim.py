@@ -43,7 +43,7 @@ def _require_vp(schedule: Schedule, what: str) -> None:
     if not is_variance_preserving(schedule):
         raise ValueError(
             f"{what} needs a variance-preserving path (vp, cosine, ddpm, sde-vp); "
-            f"got {schedule.name}: use the ode, em or dpm sampler instead"
+            f"got {schedule.name}: use the ode, dpm or extension sampler instead"
         )
 
 

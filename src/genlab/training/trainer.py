@@ -458,10 +458,11 @@ class Trainer:
                 weights = {"model": self.model.state_dict()}
                 save_checkpoint(self.run_dir / BEST_DIRNAME, self.step, weights, meta, keep=1)
         self.model.train(was_training)
-        record = {"step": self.step, "eval": score, "best": self.best}
+        name = str(getattr(self.evaluator, "metric", "score"))  # e.g. w2, fd
+        record = {"step": self.step, "eval": score, "best": self.best, "metric": name}
         log.write(json.dumps(record) + "\n")
         log.flush()
-        tb.add_scalars({"eval/score": score, "eval/best": self.best}, self.step)
+        tb.add_scalars({f"eval/{name}": score, f"eval/best_{name}": self.best}, self.step)
         self.eval_seconds += time.perf_counter() - t0
 
     def fit(self, resume: bool = False) -> TrainResult:

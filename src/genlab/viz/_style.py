@@ -56,6 +56,8 @@ BACKDROP_COLOR = "#c4c4c4"  # light grey data drawn behind trajectories / animat
 LINE_COLOR = "#4a4a4a"  # trajectories
 LOSS_RAW_COLOR = "#9ecae1"  # un-smoothed loss
 LOSS_SMOOTH_COLOR = "#08519c"  # smoothed loss
+SECOND_LOSS_RAW_COLOR = "#fdae6b"  # a second loss (a GAN's generator), un-smoothed
+SECOND_LOSS_SMOOTH_COLOR = "#d94801"  # and smoothed
 FIELD_CMAP = "viridis"  # colour of quiver arrows = speed
 FIELD_BACKDROP_COLOR = "#f08a5d"  # particle cloud behind the arrows (light salmon)
 ARROW_FILL = 0.75  # arrow length as a fraction of the grid spacing

@@ -107,6 +107,7 @@ def plot_samples_vs_data(
 GRID_GAP_PX = 24  # gap between two image grids (figure pixels)
 GRID_MARGIN_PX = 6  # outer margin
 TEXT_ROW_PX = 22  # height of one line of title text
+LABEL_CHAR_PX = 8  # width of one character of a row label
 
 
 def _tile(images: np.ndarray, ncol: int | None, pad: int = 1) -> np.ndarray:
@@ -131,22 +132,25 @@ def _write_grids(
     titles: Sequence[str | None],
     heading: str | None,
     path: Path,
+    row_labels: Sequence[tuple[float, str]] | None = None,
 ) -> Path:
     """Lay out image grids side by side at an integer zoom (crisp pixels) and save.
 
     Positions are computed in figure pixels rather than by a layout engine, so every image
     pixel becomes an exact k x k block: no blur, no uneven gaps between tiles.
+    ``row_labels`` ((row centre in grid pixels, text) pairs) are written left of the first grid.
     """
     h = max(g.shape[0] for g in grids)
     long_side = max(max(g.shape[:2]) for g in grids)
     zoom = max(1, min(math.ceil(360 / long_side), 1400 // long_side))  # ~360..1400 px
     title_px = TEXT_ROW_PX if any(titles) else 0
     heading_px = TEXT_ROW_PX * (heading.count("\n") + 1) if heading else 0
-    width_px = 2 * GRID_MARGIN_PX + sum(g.shape[1] * zoom for g in grids)
+    label_px = LABEL_CHAR_PX * max(len(text) for _, text in row_labels) + 6 if row_labels else 0
+    width_px = 2 * GRID_MARGIN_PX + label_px + sum(g.shape[1] * zoom for g in grids)
     width_px += GRID_GAP_PX * (len(grids) - 1)
     height_px = 2 * GRID_MARGIN_PX + h * zoom + title_px + heading_px
     fig = _new_figure(width_px / DPI, height_px / DPI, constrained=False)
-    left = GRID_MARGIN_PX
+    left = GRID_MARGIN_PX + label_px
     for grid, title in zip(grids, titles, strict=True):
         gh, gw = grid.shape[0] * zoom, grid.shape[1] * zoom
         rect = (left / width_px, GRID_MARGIN_PX / height_px, gw / width_px, gh / height_px)
@@ -158,6 +162,9 @@ def _write_grids(
         ax.set_axis_off()
         if title:
             ax.set_title(title, pad=4)
+        if row_labels and left == GRID_MARGIN_PX + label_px:  # the first grid
+            for centre, text in row_labels:
+                ax.text(-0.5 - 3 / zoom, centre, text, ha="right", va="center", clip_on=False)
         left += gw + GRID_GAP_PX
     if heading:
         fig.suptitle(heading, y=1.0 - 4 / height_px, va="top")
@@ -169,6 +176,7 @@ def plot_image_grid(
     out_path: PathLike,
     nrow: int | None = None,
     title: str | None = None,
+    row_labels: Sequence[str] | None = None,
 ) -> Path:
     """Write a grid of images (N, C, H, W) with values in [-1, 1] (clipped) to a file.
 
@@ -177,6 +185,7 @@ def plot_image_grid(
         out_path: file to write, e.g. ``samples.png``.
         nrow: images per row (torchvision's convention); default ceil(sqrt(N)).
         title: optional title above the grid.
+        row_labels: one text per row of the grid, written left of it (e.g. the class).
 
     Returns:
         The path written.
@@ -185,8 +194,18 @@ def plot_image_grid(
     if nrow is not None:
         check_positive_int(nrow, "nrow")
     path = _prepare_out(out_path)
+    grid = _tile(imgs, nrow)
+    labels = None
+    if row_labels is not None:
+        rows = math.ceil(
+            len(imgs) / min(nrow if nrow is not None else math.ceil(math.sqrt(len(imgs))), len(imgs))
+        )
+        if len(row_labels) != rows:
+            raise ValueError(f"row_labels must give one text per row ({rows}); got {len(row_labels)}")
+        h, pad = imgs.shape[1], 1
+        labels = [(pad + r * (h + pad) + (h - 1) / 2, str(text)) for r, text in enumerate(row_labels)]
     with _style():
-        return _write_grids([_tile(imgs, nrow)], [None], title, path)
+        return _write_grids([grid], [None], title, path, labels)
 
 
 def plot_samples_vs_data_images(
