@@ -313,6 +313,20 @@ def test_usage_errors_are_one_line_and_help_shows_defaults(
     assert main(["log-prob", "--help"]) == 0
     out = capsys.readouterr().out
     assert "(default: 100)" in out and "(default: exact)" in out
+    # every argument of every command says what it is
+    import argparse
+
+    from genlab.app.arguments import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    silent = [
+        f"{name} {action.dest}"
+        for name, sub in commands.items()
+        for action in sub._actions
+        if not action.help and not isinstance(action, argparse._HelpAction)
+    ]
+    assert silent == []
 
 
 def test_sample_draws_the_runs_sample_n_by_default(

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _device_flag(t, "train (the same as train.device=...)")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run_dir")
+    s.add_argument("run_dir", help="a run directory written by genlab train")
     s.add_argument("--n", type=int, default=None, help="how many samples (default: the run's sample.n)")
     _sampling_flags(s)
     _device_flag(s, "sample")
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="FILE.npy or FILE.png")
 
     e = sub.add_parser("eval", help="evaluate a trained run against held-out data")
-    e.add_argument("run_dir")
+    e.add_argument("run_dir", help="a run directory written by genlab train")
     e.add_argument("--n", type=int, default=None, help="samples scored (default: the run's eval.n)")
     e.add_argument(
         "--metrics", default=None, help="comma-separated, e.g. w2,mmd (fd for digits, fid for images)"
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--figures", action="store_true", help="also write figures/ in the run directory")
 
     lp = sub.add_parser("log-prob", help="log-density (nats) of each row of a .npy file under a run's model")
-    lp.add_argument("run_dir")
+    lp.add_argument("run_dir", help="a run directory written by genlab train (a model with a likelihood)")
     lp.add_argument("--data", required=True, help="FILE.npy of shape (N, *D)")
     lp.add_argument("--out", required=True, help="FILE.npy for the N log-densities")
     lp.add_argument("--steps", type=int, default=100, help="ODE steps of the change of variables")
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pairs", type=int, default=20000, help="number of (x_0, x_1) pairs to generate")
     r.add_argument("--steps", type=int, default=100, help="RK4 steps of the teacher's ODE")
     r.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=3000")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _device_flag(r, "draw the pairs and train")
 
     c = sub.add_parser(
@@ -188,13 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n", type=int, default=None, help="samples scored per run (default: eval.n)")
     c.add_argument("--out", default="runs/compare", help="folder of the table, figure and runs")
     c.add_argument("--overwrite", action="store_true", help="discard a different comparison in --out")
-    c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--no-progress", action="store_true", help="hide the progress bars of the runs")
     _device_flag(c, "train and score every run")
 
     d = sub.add_parser("demo", help="train on 2D moons, evaluate, draw (about 2 minutes)")
-    d.add_argument("--family", default="flow_matching", choices=sorted(DEMO_CONFIGS))
+    d.add_argument(
+        "--family", default="flow_matching", choices=sorted(DEMO_CONFIGS), help="the family the demo trains"
+    )
     d.add_argument("--out", default=None, help="run directory (default runs/demo or runs/demo-<family>)")
     d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=500")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _device_flag(d, "train, sample and score")
     return p
