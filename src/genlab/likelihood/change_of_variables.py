@@ -85,9 +85,13 @@ def log_prob_ode(
     if divergence == "hutchinson":  # drawn once: the same probes at every step of the solve
         probes = make_probes(shape, n_probes, probe, generator, x.dtype, x.device)
 
+    lo, hi = float(grid.t1), float(grid.t0)
+
     def aug(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         xs = z[:, :d].reshape(shape)
-        tb = t.to(z.dtype).expand(b)
+        # an adaptive solver (dopri5) evaluates stages past the last output time and
+        # interpolates back: the field is asked only for times inside the integration interval
+        tb = t.to(z.dtype).clamp(lo, hi).expand(b)
 
         def f(y: torch.Tensor) -> torch.Tensor:
             return velocity(y, tb)
