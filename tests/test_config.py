@@ -238,3 +238,45 @@ def test_an_empty_config_file_is_refused(text: str, tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match="is empty; give at least one section"):
         load_config(path)
+
+
+def test_a_saved_run_that_predates_a_changed_default_keeps_its_old_value() -> None:
+    """model.net.time_scale went from 1000 to 30: a run whose config does not record it was
+    trained with 1000 and must rebuild that network; a new config gets the new default."""
+    from genlab.app.config import saved_run_config
+
+    old = {"model": {"family": "flow_matching", "net": {"kind": "mlp", "width": 32}}}
+    assert saved_run_config(old).model.net.time_scale == 1000.0
+    assert "time_scale" not in old["model"]["net"]  # the caller's dict is not changed
+    assert build_config(old).model.net.time_scale == 30.0
+    recorded = {"model": {"family": "flow_matching", "net": {"time_scale": 30.0}}}
+    assert saved_run_config(recorded).model.net.time_scale == 30.0
+    assert saved_run_config({"model": {"family": "realnvp"}}).model.family == "realnvp"  # no net section
+
+
+def test_an_old_run_rebuilds_its_network_with_the_old_time_scale(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    from genlab.app.cli import main
+    from genlab.app.runs import load_run
+    from genlab.networks.embeddings import SinusoidalTimeEmbedding
+
+    run = tmp_path / "run"
+    tiny = ["train.steps=2", "train.ckpt_every=2", "model.net.width=8", "model.net.depth=1", "--no-progress"]
+    assert main(["train", "moons", *tiny, "--out", str(run)]) == 0
+
+    def scales() -> set[float]:
+        model = load_run(run, device="cpu").model
+        return {m.time_scale for m in model.modules() if isinstance(m, SinusoidalTimeEmbedding)}
+
+    assert scales() == {30.0}
+    for sidecar in (run / "checkpoints").glob("step_*.json"):  # as a run written before the setting
+        meta = json.loads(sidecar.read_text())
+        del meta["config"]["model"]["net"]["time_scale"]
+        sidecar.write_text(json.dumps(meta))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["model"]["net"]["time_scale"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert scales() == {1000.0}

@@ -341,6 +341,24 @@ def build_config(
     return cfg
 
 
+#: settings whose default changed: a saved run that does not record one was trained with the
+#: value here (the sinusoidal time features of the MLP were those of 1000 t before)
+LEGACY_DEFAULTS = {"model.net.time_scale": 1000.0}
+
+
+def saved_run_config(data: dict[str, Any] | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The config of a saved run (its checkpoint's or its ``config.yaml``), with the settings
+    it predates filled in with the values it was trained with (:data:`LEGACY_DEFAULTS`), not
+    today's defaults, so that an old run rebuilds the network it trained."""
+    tree = plain_values(dict(data or {}))
+    for dotted, value in LEGACY_DEFAULTS.items():
+        parent, _, key = dotted.rpartition(".")
+        section = _lookup(tree, parent)
+        if isinstance(section, dict) and key not in section:
+            section[key] = value
+    return build_config(tree, overrides)
+
+
 def load_config(
     path: str | Path, overrides: list[str] | tuple[str, ...] = (), shared: bool = False
 ) -> Config:

@@ -20,7 +20,7 @@ import yaml
 
 from genlab.app.builders import build_dataset, build_model, data_shape
 from genlab.app.conditioning import Conditioning, run_conditioning
-from genlab.app.config import Config, ConfigError, SampleConfig, build_config, load_config
+from genlab.app.config import Config, ConfigError, SampleConfig, build_config, load_config, saved_run_config
 from genlab.app.datasets import read_standardization
 from genlab.data.images import ImageDataset
 from genlab.data.tabular import Standardization
@@ -62,7 +62,7 @@ def saved_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (
         raise ConfigError(f"--resume: {err}") from None
     if "config" not in ckpt.meta:
         raise ConfigError(f"checkpoint {ckpt.path} has no config; it was not written by genlab train")
-    return build_config(ckpt.meta["config"], overrides)
+    return saved_run_config(ckpt.meta["config"], overrides)
 
 
 @dataclass
@@ -99,7 +99,7 @@ def load_run(
     ckpt = load_checkpoint(run_dir)
     if "config" not in ckpt.meta:
         raise ConfigError(f"checkpoint {ckpt.path} has no config; it was not written by genlab train")
-    cfg = build_config(ckpt.meta["config"])
+    cfg = saved_run_config(ckpt.meta["config"])
     checkpoint = checkpoint or cfg.sample.checkpoint
     if checkpoint not in ("last", "best"):
         raise ConfigError(f"--checkpoint must be last or best, got {checkpoint!r}")
@@ -133,11 +133,11 @@ def _check_belongs_to_run(run_dir: Path, ckpt: Any) -> None:
     another run (another family, another network) copied into ``checkpoints/`` is refused, not
     sampled as if it were this run's. Runs without a readable ``config.yaml`` are not checked."""
     try:
-        recorded = build_config(yaml.safe_load((run_dir / "config.yaml").read_text())).model
+        recorded = saved_run_config(yaml.safe_load((run_dir / "config.yaml").read_text())).model
     except (OSError, yaml.YAMLError, ConfigError):
         return
     try:
-        model = build_config(ckpt.meta.get("config")).model
+        model = saved_run_config(ckpt.meta.get("config")).model
     except ConfigError as err:
         raise ConfigError(f"checkpoint {ckpt.path} holds an invalid config ({err})") from None
     if model.family != recorded.family:

@@ -22,7 +22,7 @@ import yaml
 from genlab._atomic import atomic_write_text
 from genlab.app.builders import build_dataset, build_model, data_shape, training_sampler
 from genlab.app.conditioning import run_conditioning
-from genlab.app.config import Config, ConfigError, DataConfig, build_config
+from genlab.app.config import Config, ConfigError, DataConfig, build_config, saved_run_config
 from genlab.app.datasets import STANDARDIZATION_FILE, standardized
 from genlab.app.evaluation import training_evaluator
 from genlab.app.locking import clear_run, run_lock
@@ -151,7 +151,7 @@ def _check_same_model(out: Path, cfg: Config) -> None:
     saved = load_checkpoint(out).meta.get("config")
     if not isinstance(saved, dict):
         return
-    before, now = _flat(build_config(saved).model.to_dict()), _flat(cfg.model.to_dict())
+    before, now = _flat(saved_run_config(saved).model.to_dict()), _flat(cfg.model.to_dict())
     if before != now:
         key = next(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
         raise ConfigError(

@@ -15,6 +15,7 @@ from torch import nn
 
 from genlab._validate import ConfigError, check_choice, check_min
 from genlab.networks import MLPConfig, TimeMLP, UNet, UNetConfig
+from genlab.networks.mlp import DEFAULT_TIME_SCALE
 
 __all__ = ["NET_KINDS", "NetConfig", "build_time_network", "check_net_kind", "settings_for"]
 
@@ -29,6 +30,7 @@ class NetConfig:
     activation: str = "silu"  # mlp: silu, relu, gelu, tanh, elu, softplus
     time_embedding: str = "sinusoidal"  # sinusoidal or fourier
     time_dim: int = 64  # size of the time features
+    time_scale: float = DEFAULT_TIME_SCALE  # mlp, sinusoidal: features of time_scale * t (runs before: 1000)
     base_channels: int = 32  # unet: channels at full resolution
     channel_mults: tuple[int, ...] = (1, 2)  # unet: channel multiplier per resolution
     num_res_blocks: int = 1  # unet: residual blocks per resolution
@@ -40,6 +42,8 @@ class NetConfig:
         check_choice("model.net.kind", self.kind, NET_KINDS)
         check_min("model.net.width", self.width, 1)
         check_min("model.net.depth", self.depth, 1)
+        if not (isinstance(self.time_scale, (int, float)) and 0 < self.time_scale < float("inf")):
+            raise ConfigError(f"model.net.time_scale must be a positive number, got {self.time_scale!r}")
 
 
 def settings_for(config_cls: type, net: NetConfig, **given: Any) -> Any:

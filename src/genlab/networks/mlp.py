@@ -26,10 +26,14 @@ from genlab._validate import check_batch_time, check_positive_int, check_tensor,
 from genlab.networks.embeddings import (
     TIME_EMBEDDINGS,
     ClassEmbedding,
+    SinusoidalTimeEmbedding,
     _class_conditioning,
 )
 
-__all__ = ["ACTIVATIONS", "MLPConfig", "TimeMLP"]
+__all__ = ["ACTIVATIONS", "DEFAULT_TIME_SCALE", "MLPConfig", "TimeMLP"]
+
+#: the MLP's sinusoidal time features are those of DEFAULT_TIME_SCALE * t (see MLPConfig)
+DEFAULT_TIME_SCALE = 30.0
 
 ACTIVATIONS: Mapping[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -52,6 +56,10 @@ class MLPConfig:
     activation: str = "silu"  # one of ACTIVATIONS: silu, relu, gelu, tanh, elu, softplus
     time_embedding: str = "sinusoidal"  # one of TIME_EMBEDDINGS: sinusoidal, fourier
     time_dim: int = 64  # size of the time (and class) embedding; even
+    # sinusoidal: the features are those of time_scale * t. The transformer convention (1000,
+    # integer positions) makes a 2D field oscillate in t: dopri5 then needs ~6x the steps for
+    # the same W2 and NLL (benchmarks/ahead.py); 30 keeps t in a range the features resolve.
+    time_scale: float = DEFAULT_TIME_SCALE
     out_dim: int | None = None  # output dimension; None means dim (a vector field on R^D)
     # None: unconditional. Otherwise labels y in {0..num_classes-1}; the embedding table has
     # one more row, index num_classes, the "no label" token used when y is None or y == -1.
@@ -66,6 +74,8 @@ class MLPConfig:
         check_positive_int(self.time_dim, "MLPConfig.time_dim")
         if self.time_dim % 2:
             raise ValueError(f"MLPConfig.time_dim must be even, got {self.time_dim}")
+        if not (isinstance(self.time_scale, (int, float)) and 0 < self.time_scale < float("inf")):
+            raise ValueError(f"MLPConfig.time_scale must be a positive number, got {self.time_scale!r}")
         if self.out_dim is not None:
             check_positive_int(self.out_dim, "MLPConfig.out_dim")
         if self.num_classes is not None:
@@ -93,7 +103,13 @@ class TimeMLP(nn.Module):
             raise ValueError(f"TimeMLP expects an MLPConfig, got {type(config).__name__}")
         self.config = config
         act = choose("activation", config.activation, ACTIVATIONS)
-        self.time_embed = choose("time embedding", config.time_embedding, TIME_EMBEDDINGS)(config.time_dim)
+        embedding = choose("time embedding", config.time_embedding, TIME_EMBEDDINGS)
+        if embedding is SinusoidalTimeEmbedding:
+            self.time_embed: nn.Module = SinusoidalTimeEmbedding(
+                config.time_dim, time_scale=config.time_scale
+            )
+        else:
+            self.time_embed = embedding(config.time_dim)
         self.class_embed = (
             ClassEmbedding(config.num_classes, config.time_dim) if config.num_classes is not None else None
         )
