@@ -312,7 +312,7 @@ def test_device_settings_are_accepted() -> None:
 
 
 def test_a_missing_device_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.cli_helpers import error_of
+    from cli_helpers import error_of
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

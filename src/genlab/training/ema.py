@@ -39,12 +39,16 @@ class EMA:
     def update(self) -> None:
         """Move the shadow towards the current weights (call after optimizer.step())."""
         decay = self.current_decay()
+        targets, sources = [], []
         for name, value in self.model.state_dict().items():
             shadow = self.shadow[name]
             if value.is_floating_point():
-                shadow.lerp_(value.detach(), 1.0 - decay)
+                targets.append(shadow)
+                sources.append(value.detach())
             else:
                 shadow.copy_(value)
+        if targets:  # one multi-tensor kernel instead of one lerp per tensor
+            torch._foreach_lerp_(targets, sources, 1.0 - decay)
         self.num_updates += 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -40,9 +40,19 @@ def make_optimizer(params: Iterable[Any], cfg: TrainConfig, lr: float | None = N
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(groups, lr=lr, weight_decay=cfg.weight_decay, foreach=True)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    return cls(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)  # type: ignore[arg-type]
+    kernel = {"fused": True} if _fusable(groups) else {"foreach": True}
+    return cls(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kernel)  # type: ignore[arg-type]
+
+
+def _fusable(groups: list[dict[str, Any]]) -> bool:
+    """Whether torch's fused Adam kernel takes these parameters: floating tensors on the CPU
+    or a CUDA device. It updates every tensor in one kernel instead of a handful of small
+    ops per tensor, which is most of the optimiser's cost for small networks (11% of a 2D
+    training step on the CPU); elsewhere (MPS) the multi-tensor ``foreach`` path is used."""
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
 
 
 def warmup_lr(step: int, cfg: TrainConfig, lr: float | None = None) -> float:
