@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	# pytorch-fid's code only, for the test that checks genlab's Frechet distance against its
-	# own on random features (its torchvision dependency is not needed for that, and the
-	# PyPI torchvision is built for CUDA torch; `pip install '.[fid]'` installs both)
-	$(PY) -m pip install -q --no-deps pytorch-fid==0.3.0
+	# the code of three packages without their dependencies: pytorch-fid for the test that
+	# checks genlab's Frechet distance against its own on random features (its torchvision is
+	# not needed for that, and the PyPI torchvision is built for CUDA torch; `pip install
+	# '.[fid]'` installs both), and the peers' flow-matching code that the quick run of
+	# benchmarks/ahead.py trains against (torchcfm's other dependencies, torchdyn and lightning,
+	# are for its examples; `pip install '.[bench]'` installs everything)
+	$(PY) -m pip install -q --no-deps pytorch-fid==0.3.0 torchcfm==1.0.7 flow-matching==1.0.10
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -39,6 +39,7 @@ REGENERATE = "python benchmarks/results_md.py"
 #: the benchmark scripts; a JSON's "benchmark" key names one, whose render() draws its section
 SCRIPTS = (
     "toy2d",
+    "ahead",
     "schedulers",
     "flows",
     "families",
@@ -90,6 +91,12 @@ SECTIONS: list[tuple[str, str, list[Entry]]] = [
                 "python benchmarks/schedulers.py",
             ),
             ("flows.json", "Coupling flows: genlab RealNVP vs zuko", "flows", "python benchmarks/flows.py"),
+            (
+                "ahead.json",
+                "Ahead of the peers: throughput, adaptive ODE cost, likelihood, memory (issue 19)",
+                "ahead",
+                "python benchmarks/ahead.py",
+            ),
         ],
     ),
     (
