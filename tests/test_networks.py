@@ -354,3 +354,22 @@ def test_padding_to_the_working_side_is_undone_by_cropping(h: int, w: int) -> No
     assert padded.shape == (2, 3, side, side)
     assert torch.equal(crop_image(padded, h, w), x)
     assert int((padded == 0).sum()) == 2 * 3 * (side * side - h * w)
+
+
+def test_time_mlp_one_time_for_the_batch_equals_a_time_per_row() -> None:
+    """With one time for the whole batch (a solver step) the MLP computes the time features
+    once and broadcasts them: the same field and the same Jacobian as a time per row."""
+    from genlab.networks.mlp import MLPConfig, TimeMLP
+
+    torch.manual_seed(0)
+    net = TimeMLP(MLPConfig(dim=3, width=32, depth=3)).double()
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    shared = torch.tensor(0.375, dtype=torch.float64).expand(7)  # stride 0: the broadcast path
+    per_row = torch.full((7,), 0.375, dtype=torch.float64)  # a time per row: the general path
+    assert shared.stride(0) == 0 and per_row.stride(0) == 1
+    a, b = net(x, shared), net(x, per_row)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    (ga,) = torch.autograd.grad(a[:, 0].sum(), x)
+    (gb,) = torch.autograd.grad(b[:, 0].sum(), x)
+    torch.testing.assert_close(ga, gb, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(net(x, 0.375), b, rtol=1e-12, atol=1e-12)  # a float is one time too

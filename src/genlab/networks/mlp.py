@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genlab._validate import check_batch_time, check_positive_int, check_tensor, choose
@@ -146,11 +147,19 @@ class TimeMLP(nn.Module):
             )
         # check_batch_time accepts floats too; its annotation only says Tensor.
         t = check_batch_time(t, x)  # (B,)
-        c = self.time_embed(t)  # (B, time_dim)
         label = _class_conditioning(self.class_embed, y, x.shape[0], "TimeMLP")
-        if label is not None:
-            c = c + label.to(c)  # (B, time_dim)
-        h = self.act(self.input_layer(torch.cat([x, c], dim=-1)))  # (B, width)
+        if label is None and x.shape[0] > 1 and t.stride(0) == 0:
+            # one time for the whole batch (every ODE solver step): the time features and their
+            # projections are computed once and broadcast, a quarter of a 4 x 256 MLP's work
+            c = self.time_embed(t[:1])  # (1, time_dim)
+            w = self.input_layer.weight
+            first = F.linear(x, w[:, :dim]) + F.linear(c, w[:, dim:], self.input_layer.bias)
+            h = self.act(first)  # (B, width)
+        else:
+            c = self.time_embed(t)  # (B, time_dim)
+            if label is not None:
+                c = c + label.to(c)  # (B, time_dim)
+            h = self.act(self.input_layer(torch.cat([x, c], dim=-1)))  # (B, width)
         for layer, proj in zip(self.hidden_layers, self.cond_projections, strict=True):
-            h = self.act(layer(h) + proj(c))  # (B, width)
+            h = self.act(layer(h) + proj(c))  # (B, width); proj(c) broadcasts from (1, width)
         return self.output_layer(h)  # (B, out_dim)
