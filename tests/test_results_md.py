@@ -279,3 +279,19 @@ def test_special_cased_renderers(rmd, tmp_path):
     assert row(cmp_, "seeds") == "| seeds | 2 |"
     assert row(cmp_, "NFE / sampler steps") == "| NFE / sampler steps | a 40, b 1 |"
     assert "genlab compare a b --budget 5steps" in row(cmp_, "command")
+
+
+def test_benchmarks_record_the_commit_they_measured() -> None:
+    """Every result JSON records the checkout's commit (it was always None once machine.py
+    had moved to app/)."""
+    import re
+    import shutil
+
+    from genlab.app.machine import git_state
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    state = git_state()
+    assert re.fullmatch(r"[0-9a-f]{40}", state["commit"] or "")
+    assert isinstance(state["src_genlab_modified"], bool)

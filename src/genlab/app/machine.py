@@ -39,8 +39,8 @@ def cpu_model() -> str:
 def git_state() -> dict[str, Any]:
     """Commit of the checkout and whether src/genlab differs from it (the code under test)."""
     here = Path(__file__).resolve()
-    root = here.parents[2]  # src/genlab/app/machine.py -> the checkout
-    if root / "src" / "genlab" / "machine.py" != here:  # installed, not run from a checkout
+    root = here.parents[3]  # src/genlab/app/machine.py -> the checkout
+    if root / "src" / "genlab" / "app" / "machine.py" != here:  # installed, not run from a checkout
         return {"commit": None, "src_genlab_modified": None}
     try:
         commit = subprocess.run(
