@@ -265,7 +265,7 @@ def genlab_eval(run_dir: Path, n: int, test: torch.Tensor, ref: torch.Tensor) ->
 
 
 def adaptive(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], Any]:
-    ds = make_toy("8gaussians")
+    ds = make_toy(args.data)
     test = ds.sample(args.n, torch.Generator().manual_seed(7))
     ref = ds.sample(args.n, torch.Generator().manual_seed(8))
     true_nll = float(-ds.log_prob(test).mean())
@@ -274,12 +274,12 @@ def adaptive(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], Any]
     last_run = None
     for seed in range(args.seeds):
         log(f"adaptive: seed {seed}, genlab")
-        run_dir, _ = train_genlab("8gaussians", args.steps, seed, work)
+        run_dir, _ = train_genlab(args.data, args.steps, seed, work)
         row, last_run = genlab_eval(run_dir, args.n, test, ref)
         per_seed.append({"library": "genlab", "seed": seed, **row})
         for lib in ("torchcfm", "flow_matching"):
             log(f"adaptive: seed {seed}, {lib}")
-            model, _ = train_peer(lib, "8gaussians", args.steps, seed)
+            model, _ = train_peer(lib, args.data, args.steps, seed)
             per_seed.append({"library": lib, "seed": seed, **peer_eval(model, args.n, test, ref)})
     means = {}
     for lib in ("genlab", "torchcfm", "flow_matching"):
@@ -294,6 +294,7 @@ def adaptive(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], Any]
         "w2_floor": floor,
         "genlab_nfe_over_peers": means["genlab"]["nfe"] / peer_nfe,
         "goal_nfe_ratio": 1.2,
+        "data": args.data,
     }
     return result, last_run
 
@@ -404,9 +405,8 @@ def tables(data: dict[str, Any]) -> str:
         )
     ad = data.get("adaptive")
     if ad:
-        parts.append(
-            f"### Adaptive ODE cost and likelihood (8 Gaussians, dopri5 at {TOL:g}, mean over seeds)\n"
-        )
+        where = {"8gaussians": "8 Gaussians"}.get(ad.get("data", "8gaussians"), ad.get("data"))
+        parts.append(f"### Adaptive ODE cost and likelihood ({where}, dopri5 at {TOL:g}, mean over seeds)\n")
         rows = [
             [lib, f(m["nfe"], 0), f(m["w2"], 4), f(m["lp_nfe"], 0), f(m["nll"], 4), f(m["nll_gap"], 4)]
             for lib, m in ad["mean"].items()
@@ -493,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seeds", type=int, default=None, help="seeds of the adaptive section (default 3)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of every library (default 1)")
+    p.add_argument(
+        "--data", default="8gaussians", choices=["8gaussians", "checkerboard"], help="adaptive section's data"
+    )
     p.add_argument(
         "--sections", default="throughput,adaptive,logprob,embedding,memory", help="comma-separated"
     )

@@ -625,3 +625,21 @@ def test_load_array_rejects_bad_files(tmp_path: Path) -> None:
         ArrayDataset(torch.zeros(3, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="data contains 1 non-finite"):
         ArrayDataset(torch.tensor([[0.0], [float("nan")]]))
+
+
+def test_checkerboard_log_prob_is_the_uniform_density_on_the_black_cells() -> None:
+    """-log(18) on every sample (8 black cells of side 1.5), -inf on white cells and off the
+    board, and exp(log p) integrates to 1 over a grid."""
+    from genlab.data.toy2d import Checkerboard
+
+    ds = Checkerboard()
+    x = ds.sample(4000, torch.Generator().manual_seed(0), dtype=torch.float64)
+    lp = ds.log_prob(x)
+    assert torch.allclose(lp, torch.full_like(lp, -math.log(18.0)))
+    white = torch.tensor([[-3.0 + 1.5 * 1 + 0.7, -3.0 + 0.2]], dtype=torch.float64)  # cell (1, 0)
+    off = torch.tensor([[3.1, 0.0], [0.0, -3.2]], dtype=torch.float64)
+    assert torch.isinf(ds.log_prob(white)).all() and torch.isinf(ds.log_prob(off)).all()
+    h = 0.01
+    grid = torch.arange(-3.5 + h / 2, 3.5, h, dtype=torch.float64)
+    pts = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    assert float(ds.log_prob(pts).exp().sum()) * h * h == pytest.approx(1.0, abs=2e-3)

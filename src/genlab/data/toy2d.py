@@ -267,6 +267,19 @@ class Checkerboard(_Toy2D):
         if self.cells % 2:
             raise ValueError(f"cells must be even, got {self.cells!r}")
 
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log-density, (B, 2) -> (B,): -log(black area) on a black cell, -inf elsewhere.
+        The black area is cells^2 / 2 squares of side 2 half_width / cells (18 by default)."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 2:
+            raise ValueError(f"x must have shape (B, 2), got {getattr(x, 'shape', type(x).__name__)}")
+        side = 2.0 * self.half_width / self.cells
+        area = self.cells**2 / 2 * side**2
+        cell = torch.floor((x.to(torch.float64) + self.half_width) / side)  # (B, 2) column i, row j
+        inside = ((cell >= 0) & (cell < self.cells)).all(-1)
+        black = inside & (cell.sum(-1) % 2 == 0)
+        out = torch.full(x.shape[:1], -math.inf, dtype=torch.float64, device=x.device)
+        return out.masked_fill(black, -math.log(area)).to(x.dtype if x.is_floating_point() else torch.float64)
+
     def _draw(self, n: int, g: torch.Generator | None, device: torch.device) -> torch.Tensor:
         i = _randint(self.cells, n, g, device)  # (n,) column of the cell
         j = 2 * _randint(self.cells // 2, n, g, device) + i % 2  # (n,) row, i + j even
