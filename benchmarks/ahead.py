@@ -223,6 +223,23 @@ def meta_solver(model: nn.Module, clamp: bool = False) -> Any:
     return ODESolver(velocity_model=Wrapped(model))
 
 
+def meta_log_prob(solver: Any, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) by Meta's ``compute_likelihood`` with the exact divergence, dopri5 at TOL, from
+    a standard normal source."""
+    gauss = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1)
+    _, lp = solver.compute_likelihood(
+        x_1=x,
+        log_p0=gauss.log_prob,
+        method="dopri5",
+        step_size=None,
+        atol=TOL,
+        rtol=TOL,
+        time_grid=torch.tensor([1.0, 0.0]),
+        exact_divergence=True,
+    )
+    return lp
+
+
 def peer_eval(model: nn.Module, n: int, test: torch.Tensor, ref: torch.Tensor) -> dict[str, Any]:
     solver, nfe = meta_solver(model), [0]
     inner = solver.velocity_model.forward
@@ -237,17 +254,7 @@ def peer_eval(model: nn.Module, n: int, test: torch.Tensor, ref: torch.Tensor) -
     with torch.no_grad():
         x = solver.sample(x_init=x0, method="dopri5", step_size=None, atol=TOL, rtol=TOL, time_grid=grid)
     sample_nfe, nfe[0] = nfe[0], 0
-    gauss = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1)
-    _, lp = solver.compute_likelihood(
-        x_1=test,
-        log_p0=gauss.log_prob,
-        method="dopri5",
-        step_size=None,
-        atol=TOL,
-        rtol=TOL,
-        time_grid=torch.tensor([1.0, 0.0]),
-        exact_divergence=True,
-    )
+    lp = meta_log_prob(solver, test)
     return {"nfe": sample_nfe, "w2": wasserstein2(x, ref), "nll": float(-lp.mean()), "lp_nfe": nfe[0]}
 
 
@@ -322,18 +329,8 @@ def logprob_speed(args: argparse.Namespace, run: Any) -> dict[str, Any]:
     ours = run.model.log_prob(pts, solver="dopri5", steps=1, atol=TOL, rtol=TOL)
     genlab_s = time.perf_counter() - t0
     solver = meta_solver(run.model.net if hasattr(run.model, "net") else run.model, clamp=True)
-    gauss = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1)
     t0 = time.perf_counter()
-    _, theirs = solver.compute_likelihood(
-        x_1=pts,
-        log_p0=gauss.log_prob,
-        method="dopri5",
-        step_size=None,
-        atol=TOL,
-        rtol=TOL,
-        time_grid=torch.tensor([1.0, 0.0]),
-        exact_divergence=True,
-    )
+    theirs = meta_log_prob(solver, pts)
     meta_s = time.perf_counter() - t0
     return {
         "n": args.n_lp,

@@ -18,7 +18,7 @@ from genlab.app.builders import IMAGE_LEVELS
 from genlab.app.conditioning import run_conditioning
 from genlab.app.config import Config, ConfigError, SampleConfig
 from genlab.app.datasets import build_dataset, digits_classifier_applies, reference_kind
-from genlab.app.runs import Run, as_run, generate, load_run, sample_settings
+from genlab.app.runs import STEPLESS_SAMPLERS, Run, as_run, generate, load_run, sample_settings
 from genlab.data.images import ImageDataset
 from genlab.devices import device_of, make_generator
 from genlab.models.registry import likelihood_families
@@ -221,8 +221,6 @@ def evaluate(
 def steps_taken(sampler: str | None, steps: int, nfe: int | None) -> int | None:
     """The steps a sampler took: ``sample.steps`` for those that read it, every step of the
     chain for DDPM's ancestral sampler (its NFE), none for one-pass samplers."""
-    from genlab.app.runs import STEPLESS_SAMPLERS
-
     if sampler not in STEPLESS_SAMPLERS:
         return steps
     return nfe if sampler == "ddpm" else None
