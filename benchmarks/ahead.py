@@ -281,7 +281,7 @@ def adaptive(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], Any]
     last_run = None
     for seed in range(args.seeds):
         log(f"adaptive: seed {seed}, genlab")
-        run_dir, _ = train_genlab(args.data, args.steps, seed, work)
+        run_dir, _ = train_genlab(args.data, args.steps, seed, work, args.genlab_override)
         row, last_run = genlab_eval(run_dir, args.n, test, ref)
         per_seed.append({"library": "genlab", "seed": seed, **row})
         for lib in ("torchcfm", "flow_matching"):
@@ -492,6 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of every library (default 1)")
     p.add_argument(
         "--data", default="8gaussians", choices=["8gaussians", "checkerboard"], help="adaptive section's data"
+    )
+    p.add_argument(
+        "--genlab-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override of genlab's runs in the adaptive section (repeatable)",
     )
     p.add_argument(
         "--sections", default="throughput,adaptive,logprob,embedding,memory", help="comma-separated"

@@ -40,6 +40,7 @@ REGENERATE = "python benchmarks/results_md.py"
 SCRIPTS = (
     "toy2d",
     "ahead",
+    "fewstep",
     "schedulers",
     "flows",
     "families",
@@ -96,6 +97,12 @@ SECTIONS: list[tuple[str, str, list[Entry]]] = [
                 "Ahead of the peers: throughput, adaptive ODE cost, likelihood, memory (issue 19)",
                 "ahead",
                 "python benchmarks/ahead.py",
+            ),
+            (
+                "fewstep.json",
+                "Few-step and one-step sampling: W2 at 1, 2 and 4 NFE (issue 19, goal 5)",
+                "fewstep",
+                "python benchmarks/fewstep.py",
             ),
         ],
     ),

@@ -3,32 +3,17 @@ writes every section; its numbers are measurements, never asserted as speeds her
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench_helpers import run_benchmark
 
 
 def test_ahead_quick_writes_every_section(tmp_path: Path) -> None:
-    for peer in ("torchcfm", "flow_matching"):
-        if importlib.util.find_spec(peer) is None:
-            pytest.skip(f"{peer} is not installed (make setup installs it)")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("ahead", ROOT / "benchmarks" / "ahead.py")
-        assert spec is not None and spec.loader is not None
-        ahead = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ahead)
-        out = tmp_path / "ahead.json"
-        sections = "throughput,adaptive,logprob,memory"
-        assert ahead.main(["--quick", "--sections", sections, "--out", str(out)]) == 0
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    out = tmp_path / "ahead.json"
+    sections = "throughput,adaptive,logprob,memory"
+    run_benchmark("ahead", ["--quick", "--sections", sections, "--out", str(out)])
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["benchmark"] == "ahead"
     assert set(data["throughput"]["mlp"]) == {"genlab", "torchcfm", "flow_matching"}

@@ -47,6 +47,7 @@ CASES = [
     ("moons_diffusion", ["model.sde=ve", "model.sde_args={sigma_max: 20.0}"]),  # ald
     ("moons_ddpm", []),
     ("moons_cnf", []),
+    ("moons_meanflow", []),  # the mean sampler, and the JVP of its loss
     ("moons_cnf", ["model.divergence=exact"]),
     ("moons_realnvp", []),
     ("moons_vae", []),

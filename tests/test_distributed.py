@@ -72,6 +72,7 @@ FAMILY_RUNS = {
     "ddpm": ("moons_ddpm", [*TINY, "train.steps=20"]),
     "vae": ("moons_vae", [*TINY, "train.steps=20"]),
     "gan": ("moons_gan", [*GAN, "train.steps=20"]),
+    "meanflow": ("moons_meanflow", [*TINY, "train.steps=20"]),
     "realnvp": ("moons_realnvp", [t for t in TINY if not t.startswith("model.")] + ["train.steps=20"]),
 }
 

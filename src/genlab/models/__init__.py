@@ -7,6 +7,7 @@ from genlab.models.diffusion import DDPM, Diffusion
 from genlab.models.flow_matching import FlowMatching
 from genlab.models.gan import GAN
 from genlab.models.latent import LatentModel
+from genlab.models.meanflow import MeanFlow
 from genlab.models.pix2pix import Pix2Pix
 from genlab.models.realnvp import RealNVP
 from genlab.models.registry import FAMILIES, DataInfo, Family, FamilyConfig, register  # filled by the imports
@@ -26,6 +27,7 @@ __all__ = [
     "FlowMatching",
     "GAN",
     "LatentModel",
+    "MeanFlow",
     "Pix2Pix",
     "GaussianPathModel",
     "RealNVP",

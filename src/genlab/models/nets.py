@@ -83,9 +83,10 @@ def label_count(net: NetConfig, num_classes: int | None) -> int | None:
 
 
 def build_time_network(
-    family: str, net: NetConfig, shape: tuple[int, ...], num_classes: int | None
+    family: str, net: NetConfig, shape: tuple[int, ...], num_classes: int | None, interval: bool = False
 ) -> nn.Module:
-    """A TimeMLP for vectors or a UNet for images, as configured."""
+    """A TimeMLP for vectors or a UNet for images, as configured; with ``interval`` a network
+    of two times, f(x, t, y, s=s) (an MLP only)."""
     if net.kind not in ("mlp", "unet"):
         raise ConfigError(
             f"model.net.kind={net.kind} is a GAN / autoencoder network; model.family={family} "
@@ -99,7 +100,13 @@ def build_time_network(
                     f"model.net.kind=mlp needs vector data, got samples of shape {shape}; "
                     "use model.net.kind=unet"
                 )
-            return TimeMLP(settings_for(MLPConfig, net, dim=shape[0], num_classes=classes))
+            mlp = settings_for(MLPConfig, net, dim=shape[0], num_classes=classes, interval=interval)
+            return TimeMLP(mlp)
+        if interval:
+            raise ConfigError(
+                f"model.family={family} takes vector data (model.net.kind=mlp) for now; "
+                f"the data have samples of shape {shape}"
+            )
         if len(shape) != 3 or shape[1] != shape[2]:
             raise ConfigError(
                 f"model.net.kind=unet needs square images (C, H, H), got samples of shape {shape}"

@@ -7,6 +7,10 @@ Architecture (``c`` is the conditioning vector, ``depth`` hidden layers of ``wid
     h_k = act(W_k h_{k-1} + b_k + P_k c),  k = 2..depth     # (B, width)   added per layer
     out = W_out h_depth + b_out                             # (B, out_dim)
 
+With ``interval=True`` the network takes a second time s and ``c`` is the concatenation of
+the features of t and of the gap s - t (``2 time_dim``): an average velocity u(x, t, s) over
+[t, s] (MeanFlow, :mod:`genlab.models.meanflow`); s = t when it is not given.
+
 The time features are concatenated to the input (the common flow-matching toy MLP, e.g.
 Lipman et al., 2023; Tong et al., 2024) *and* added to every later hidden layer through a
 learned projection ``P_k``, so the dependence on t does not have to survive ``depth``
@@ -62,6 +66,7 @@ class MLPConfig:
     # the same W2 and NLL (benchmarks/ahead.py); 30 keeps t in a range the features resolve.
     time_scale: float = DEFAULT_TIME_SCALE
     out_dim: int | None = None  # output dimension; None means dim (a vector field on R^D)
+    interval: bool = False  # a second time input s: f(x, t, y, s=s) (average velocities, MeanFlow)
     # None: unconditional. Otherwise labels y in {0..num_classes-1}; the embedding table has
     # one more row, index num_classes, the "no label" token used when y is None or y == -1.
     num_classes: int | None = None
@@ -86,6 +91,11 @@ class MLPConfig:
     def output_dim(self) -> int:
         """The resolved output dimension (``out_dim`` or ``dim``)."""
         return self.dim if self.out_dim is None else self.out_dim
+
+    @property
+    def cond_dim(self) -> int:
+        """Size of the conditioning vector c: the time features, twice with ``interval``."""
+        return self.time_dim * (2 if self.interval else 1)
 
 
 class TimeMLP(nn.Module):
@@ -112,20 +122,24 @@ class TimeMLP(nn.Module):
         else:
             self.time_embed = embedding(config.time_dim)
         self.class_embed = (
-            ClassEmbedding(config.num_classes, config.time_dim) if config.num_classes is not None else None
+            ClassEmbedding(config.num_classes, config.cond_dim) if config.num_classes is not None else None
         )
-        self.input_layer = nn.Linear(config.dim + config.time_dim, config.width)
+        self.input_layer = nn.Linear(config.dim + config.cond_dim, config.width)
         self.hidden_layers = nn.ModuleList(
             nn.Linear(config.width, config.width) for _ in range(config.depth - 1)
         )
         self.cond_projections = nn.ModuleList(
-            nn.Linear(config.time_dim, config.width) for _ in range(config.depth - 1)
+            nn.Linear(config.cond_dim, config.width) for _ in range(config.depth - 1)
         )
         self.act = act()
         self.output_layer = nn.Linear(config.width, config.output_dim)
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | float,
+        y: torch.Tensor | None = None,
+        s: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         """Evaluate the network.
 
@@ -134,6 +148,7 @@ class TimeMLP(nn.Module):
             t: times in [0, 1], a float, a 0-dim tensor or shape (B,).
             y: class labels (B,) long with -1 meaning "no label", or None (all "no label").
                Only for a network built with ``num_classes``.
+            s: the second time of an ``interval`` network (same forms as t); None means s = t.
 
         Returns:
             Tensor of shape (B, out_dim).
@@ -147,19 +162,30 @@ class TimeMLP(nn.Module):
             )
         # check_batch_time accepts floats too; its annotation only says Tensor.
         t = check_batch_time(t, x)  # (B,)
+        if s is not None and not self.config.interval:
+            raise ValueError("this TimeMLP takes one time; build it with MLPConfig(interval=True) to pass s")
+        gap = None  # s - t of an interval network, (B,)
+        if self.config.interval:
+            gap = torch.zeros_like(t) if s is None else check_batch_time(s, x, "s") - t
+        one_time = t.stride(0) == 0 and (s is None or not isinstance(s, torch.Tensor) or s.dim() == 0)
         label = _class_conditioning(self.class_embed, y, x.shape[0], "TimeMLP")
-        if label is None and x.shape[0] > 1 and t.stride(0) == 0:
+        if label is None and x.shape[0] > 1 and one_time:
             # one time for the whole batch (every ODE solver step): the time features and their
             # projections are computed once and broadcast, a quarter of a 4 x 256 MLP's work
-            c = self.time_embed(t[:1])  # (1, time_dim)
+            c = self._conditioning(t[:1], None if gap is None else gap[:1])  # (1, cond_dim)
             w = self.input_layer.weight
             first = F.linear(x, w[:, :dim]) + F.linear(c, w[:, dim:], self.input_layer.bias)
             h = self.act(first)  # (B, width)
         else:
-            c = self.time_embed(t)  # (B, time_dim)
+            c = self._conditioning(t, gap)  # (B, cond_dim)
             if label is not None:
-                c = c + label.to(c)  # (B, time_dim)
+                c = c + label.to(c)  # (B, cond_dim)
             h = self.act(self.input_layer(torch.cat([x, c], dim=-1)))  # (B, width)
         for layer, proj in zip(self.hidden_layers, self.cond_projections, strict=True):
             h = self.act(layer(h) + proj(c))  # (B, width); proj(c) broadcasts from (1, width)
         return self.output_layer(h)  # (B, out_dim)
+
+    def _conditioning(self, t: torch.Tensor, gap: torch.Tensor | None) -> torch.Tensor:
+        """The time features of t, and of the gap s - t for an ``interval`` network."""
+        c = self.time_embed(t)
+        return c if gap is None else torch.cat([c, self.time_embed(gap)], dim=-1)
