@@ -180,3 +180,29 @@ def test_the_interval_mlp_jvp_matches_finite_differences() -> None:
     h = 1e-6
     fd = (net(x + h * v, t + h, s=s) - net(x - h * v, t - h, s=s)) / (2 * h)
     torch.testing.assert_close(target, v + 0.3 * fd, rtol=1e-7, atol=1e-7)
+
+
+def test_the_fused_jvp_of_the_mlp_equals_forward_mode_autodiff() -> None:
+    """TimeMLP.forward_and_jvp: the same value, tangent and parameter gradients as
+    torch.func.jvp; the tangent carries no graph; other activations fall back (None)."""
+    torch.manual_seed(0)
+    net = TimeMLP(MLPConfig(dim=3, width=32, depth=3, interval=True)).double()
+    x, v = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64)
+    t = 0.5 * torch.rand(7, dtype=torch.float64)
+    s, ones = t + 0.4 * torch.rand(7, dtype=torch.float64), torch.ones(7, dtype=torch.float64)
+    ref_u, ref_d = torch.func.jvp(lambda a, b: net(a, b, s=s), (x, t), (v, ones))
+    fused = net.forward_and_jvp(x, t, s, v, ones)
+    assert fused is not None
+    u, d = fused
+    torch.testing.assert_close(u, ref_u, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(d, ref_d.detach(), rtol=1e-10, atol=1e-10)
+    assert not d.requires_grad and u.requires_grad
+    params = list(net.parameters())
+    for got, want in zip(
+        torch.autograd.grad(u.pow(2).sum(), params),
+        torch.autograd.grad(ref_u.pow(2).sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want)
+    tanh = TimeMLP(MLPConfig(dim=3, width=8, depth=2, interval=True, activation="tanh"))
+    assert tanh.forward_and_jvp(x.float(), t.float(), s.float(), v.float(), ones.float()) is None

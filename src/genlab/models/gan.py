@@ -10,7 +10,10 @@ with the pair (L_D, L_G) chosen by name from :data:`~genlab.models.gan_losses.GA
 minimax, nonsaturating (the default), lsgan (a, b, c), wgan (weight clipping to [-c, c] after
 every critic step; the original algorithm uses RMSProp and n_critic = 5) and wgan-gp
 (gradient penalty, Gulrajani et al. 2017). With labels y (conditional GAN, Mirza & Osindero
-2014) both networks see the class. The fake batch of the discriminator step is detached, so
+2014) both networks see the class. Two stabilisers are options: the R1 penalty
+(gamma / 2) E ||grad_x D(x)||^2 on the real batch (``r1_gamma``, Mescheder et al. 2018) and
+spectral normalisation of every discriminator layer (``model.gan.spectral_norm``, Miyato et
+al. 2018). The fake batch of the discriminator step is detached, so
 that step moves D only; the generator step backpropagates through D into G (the trainer
 steps G's optimiser only).
 """
@@ -29,7 +32,7 @@ from torch import nn
 from genlab._validate import ConfigError, check_finite, check_min, check_tensor
 from genlab.models.adversarial import AdversarialModel, AdversarialOptions
 from genlab.models.base import split_batch
-from genlab.models.gan_losses import GAN_LOSSES, clip_weights, gradient_penalty, make_gan_loss
+from genlab.models.gan_losses import GAN_LOSSES, clip_weights, gradient_penalty, make_gan_loss, r1_penalty
 from genlab.models.nets import NetConfig, check_net_kind, label_count
 from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 
@@ -52,6 +55,8 @@ class GAN(AdversarialModel):
         clip: wgan: the critic's weights are clamped to [-clip, clip] after every update.
         gp_weight: wgan-gp: the penalty weight lambda.
         num_classes: number of classes of a conditional GAN (None: unconditional).
+        r1_gamma: weight gamma of the R1 penalty (gamma / 2) E ||grad D(x)||^2 on the real
+            batch of every discriminator step (0: off).
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class GAN(AdversarialModel):
         clip: float = 0.01,
         gp_weight: float = 10.0,
         num_classes: int | None = None,
+        r1_gamma: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(generator, nn.Module) or not isinstance(discriminator, nn.Module):
@@ -89,6 +95,13 @@ class GAN(AdversarialModel):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         self.clip = float(clip)
         self.gp_weight = float(gp_weight)
+        if (
+            isinstance(r1_gamma, bool)
+            or not isinstance(r1_gamma, (int, float))
+            or not 0 <= r1_gamma < math.inf
+        ):
+            raise ValueError(f"r1_gamma must be a number >= 0, got {r1_gamma!r}")
+        self.r1_gamma = float(r1_gamma)
         if num_classes is not None and (isinstance(num_classes, bool) or num_classes < 2):
             raise ValueError(f"num_classes must be an integer >= 2 or None, got {num_classes!r}")
         self.num_classes = num_classes
@@ -174,6 +187,10 @@ class GAN(AdversarialModel):
             penalty = gradient_penalty(lambda v: self._D(v, y), x, fake, generator, self.gp_weight)
             out["gp"] = penalty.detach()
             loss = loss + penalty
+        if self.r1_gamma > 0:
+            r1 = r1_penalty(lambda v: self._D(v, y), x, self.r1_gamma)
+            out["r1"] = r1.detach()
+            loss = loss + r1
         return {"loss": loss, **out}
 
     def g_loss(self, batch: Any, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -207,10 +224,13 @@ class GANOptions(AdversarialOptions):
     latent_dim: int = 32  # size of z
     clip: float = 0.01  # wgan: critic weights clamped to [-clip, clip]
     gp_weight: float = 10.0  # wgan-gp: gradient-penalty weight lambda
+    r1_gamma: float = 0.0  # R1 penalty (gamma / 2) E ||grad D(x)||^2 on real data; 0: off
+    spectral_norm: bool = False  # spectral normalisation of every discriminator layer
 
     def validate(self) -> None:
         super().validate()
         check_min("model.gan.latent_dim", self.latent_dim, 1)
+        check_min("model.gan.r1_gamma", self.r1_gamma, 0.0)
         check_min("model.gan.clip", self.clip, 0.0, strict=True)
         check_min("model.gan.gp_weight", self.gp_weight, 0.0, strict=True)
 
@@ -227,7 +247,13 @@ class GANConfig(FamilyConfig):
     gan: GANOptions = field(default_factory=GANOptions)
 
     def build(self, data: DataInfo) -> nn.Module:
-        from genlab.networks.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
+        from genlab.networks.gan import (
+            ConvDiscriminator,
+            ConvGenerator,
+            MLPDiscriminator,
+            MLPGenerator,
+            spectral_normalise,
+        )
         from genlab.networks.style import StyleGenerator
 
         net, g, shape = self.net, self.gan, data.shape
@@ -252,6 +278,8 @@ class GANConfig(FamilyConfig):
             discriminator = ConvDiscriminator(
                 channels, size, net.base_channels, classes, minibatch_std=kind == "style"
             )
+        if g.spectral_norm:
+            spectral_normalise(discriminator)
         return GAN(
             generator,
             discriminator,
@@ -263,6 +291,7 @@ class GANConfig(FamilyConfig):
             clip=g.clip,
             gp_weight=g.gp_weight,
             num_classes=classes,
+            r1_gamma=g.r1_gamma,
         )
 
 

@@ -14,6 +14,8 @@ Notation: ``D(x) = sigmoid(l(x))`` is the discriminator's probability that ``x``
   (:func:`clip_weights`);
 - WGAN, G: ``-E_q f(G(z))`` (:func:`wgan_g_loss`);
 - WGAN-GP penalty: ``lambda E (||grad f(x_hat)||_2 - 1)^2`` (:func:`gradient_penalty`);
+- R1 penalty: ``(gamma / 2) E_p ||grad_x l(x)||^2`` on real data (:func:`r1_penalty`,
+  Mescheder et al., 2018), which keeps the discriminator flat on the data;
 - cycle consistency: ``E||F(G(x)) - x||_1 + E||G(F(y)) - y||_1`` (:func:`cycle_consistency_loss`).
 
 For fixed densities p and q the minimax discriminator is optimal at ``D* = p / (p + q)``
@@ -47,6 +49,7 @@ __all__ = [
     "minimax_g_loss",
     "nonsaturating_g_loss",
     "optimal_discriminator",
+    "r1_penalty",
     "wgan_critic_loss",
     "wgan_g_loss",
 ]
@@ -199,6 +202,35 @@ def gradient_penalty(
         (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
     norms = grad.flatten(1).norm(dim=1)  # (B,)
     return weight * (norms - 1.0).pow(2).mean()
+
+
+def r1_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """R1 regulariser ``(gamma / 2) E_p ||grad_x l(x)||_2^2`` on the real batch (Mescheder et
+    al., 2018, "Which training methods for GANs do actually converge?").
+
+    The gradient is taken with ``create_graph=True`` so the penalty trains the discriminator.
+    For a linear discriminator ``l(x) = w . x + b`` it is ``(gamma / 2) ||w||^2``.
+
+    Args:
+        critic: ``l``, mapping a (B, *D) batch to (B,) or (B, 1) logits.
+        real: the data batch (B, *D).
+        gamma: ``gamma >= 0``.
+    """
+    check_callable(critic, "critic")
+    real = _scores(real, "real")
+    if real.dim() < 1:
+        raise ValueError(f"real must have a batch dimension, got shape {tuple(real.shape)}")
+    gamma = _number(gamma, "gamma")
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0 (it scales a penalty), got {gamma!r}")
+    x = real.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = critic(x)
+        check_tensor(out, "critic(real)")
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return 0.5 * gamma * grad.flatten(1).pow(2).sum(1).mean()
 
 
 # --------------------------------------------------------------------------- CycleGAN (2017)

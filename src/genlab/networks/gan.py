@@ -27,6 +27,7 @@ from genlab.networks.sizing import crop_image, image_hw, pad_image, working_side
 __all__ = [
     "IMAGE_SIZES",
     "ConvDiscriminator",
+    "spectral_normalise",
     "ConvGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
@@ -38,6 +39,19 @@ IMAGE_SIZES: tuple[int, ...] = (8, 16, 32, 64)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def spectral_normalise(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al., 2018) of every linear and convolutional layer of
+    ``module``, in place: each weight W is used as W / sigma(W), sigma the largest singular value
+    of W reshaped to (out, in * kernel), estimated by one power iteration per training forward
+    pass (``torch.nn.utils.parametrizations.spectral_norm``). Returns ``module``."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    layers = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    for layer in layers:
+        spectral_norm(layer)
+    return module
 
 
 def _image_geometry(image_size: object, name: str = "image_size") -> tuple[int, int, int]:
