@@ -227,6 +227,7 @@ class TimeMLP(nn.Module):
             dz = F.linear(torch.cat([dx, dc], dim=-1), self.input_layer.weight)
         h, dh = silu(z, dz)
         for layer, proj in zip(self.hidden_layers, self.cond_projections, strict=True):
+            assert isinstance(layer, nn.Linear) and isinstance(proj, nn.Linear)
             z = layer(h) + proj(c)
             with torch.no_grad():
                 dz = F.linear(dh, layer.weight) + F.linear(dc, proj.weight)
