@@ -542,3 +542,43 @@ def test_gan_adds_r1_on_the_real_batch_and_builds_spectral_norm():
     expected = r1_penalty(lambda v: gan.discriminator(v).reshape(-1), x, 2.0)
     torch.testing.assert_close(with_r1["loss"] - without["loss"], expected)
     torch.testing.assert_close(with_r1["r1"], expected.detach())
+
+
+@pytest.mark.parametrize("lr_mul", [1.0, 0.01])
+def test_equalized_linear_has_he_variance_and_moves_lr_mul_times_slower(lr_mul):
+    """The weight in use starts with variance gain^2 / fan_in; Adam's first step moves every
+    stored entry by lr (its update is lr g / |g|), so every weight in use by lr c with
+    c = lr_mul gain / sqrt(fan_in), and the bias in use by lr lr_mul."""
+    from genlab.networks.style import EqualizedLinear
+
+    torch.manual_seed(0)
+    layer = EqualizedLinear(400, 300, gain=math.sqrt(2), lr_mul=lr_mul).double()
+    used = (layer.weight * layer.scale).detach()
+    assert abs(float(used.std()) - math.sqrt(2 / 400)) < 0.01 * math.sqrt(2 / 400)
+    before_w, before_b = used.clone(), (layer.bias * lr_mul).detach().clone()
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-3, eps=1e-12)
+    layer(torch.randn(64, 400, dtype=torch.float64)).pow(2).sum().backward()
+    opt.step()
+    step_w = ((layer.weight * layer.scale).detach() - before_w).abs()
+    step_b = ((layer.bias * lr_mul).detach() - before_b).abs()
+    c = lr_mul * math.sqrt(2) / math.sqrt(400)
+    torch.testing.assert_close(step_w, torch.full_like(step_w, 1e-3 * c), rtol=1e-4, atol=0)
+    torch.testing.assert_close(step_b, torch.full_like(step_b, 1e-3 * lr_mul), rtol=1e-4, atol=0)
+
+
+def test_style_generator_with_equalized_lr():
+    from genlab.app.runs import resolve_config
+    from genlab.models.registry import DataInfo
+    from genlab.networks.style import EqualizedConv2d, EqualizedLinear
+
+    over = ["model.gan.equalized_lr=true", "model.gan.mapping_lr_mul=0.01", "model.net.base_channels=8"]
+    gan = resolve_config("digits_stylegan", over).model.build(DataInfo((1, 8, 8)))
+    g = gan.generator
+    mapping = [m for m in g.mapping if isinstance(m, EqualizedLinear)]
+    assert len(mapping) == 4 and all(m.lr_mul == 0.01 for m in mapping)
+    assert all(isinstance(b.conv, EqualizedConv2d) for b in g.blocks)
+    assert gan.generate(5, torch.Generator().manual_seed(0)).shape == (5, 1, 8, 8)
+    with pytest.raises(Exception, match="equalized_lr"):
+        resolve_config("digits_stylegan", ["model.gan.mapping_lr_mul=0.01"])
+    with pytest.raises(Exception, match="style generator"):
+        resolve_config("digits_gan", ["model.gan.equalized_lr=true"]).model.build(DataInfo((1, 8, 8)))

@@ -411,3 +411,54 @@ def test_docstring_examples_run():
     for module in (translation_module, pix2pix_module, cyclegan_module, domains_module):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0 and result.attempted > 0
+
+
+def test_identity_term_is_the_per_element_mean_and_vanishes_for_identity_maps(digits):
+    # constant discriminators at the LSGAN generator target: the adversarial terms are 0
+    model = _cyclegan_images(
+        digits, d_a=Constant(1.0), d_b=Constant(1.0), cycle_weight=0.0, identity_weight=5.0
+    )
+    x_b = _images()
+    out = model.g_loss(x_b, _gen(4))
+    x_a = model.source.sample((6, *SHAPE), _gen(4), dtype=D64)
+    expected = (model.g_ab(x_b) - x_b).abs().mean() + (model.g_ba(x_a) - x_a).abs().mean()
+    torch.testing.assert_close(out["identity"], expected.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(out["loss"], 5.0 * out["identity"], rtol=1e-12, atol=0)
+    same = _cyclegan_images(digits, g_ab=Scale(1.0), g_ba=Scale(1.0), identity_weight=1.0)
+    assert float(same.g_loss(x_b, _gen(4))["identity"]) == 0.0
+
+
+def test_image_pool_returns_fakes_until_full_then_half_from_history():
+    from genlab.models.translation import ImagePool
+
+    pool, g = ImagePool(8, (3,)), _gen(0)
+    first = torch.arange(15.0).reshape(5, 3)
+    assert torch.equal(pool.query(first, g), first)  # filling: every fake as it is
+    second = 100 + torch.arange(15.0).reshape(5, 3)
+    out = pool.query(second, g)
+    assert torch.equal(out[:3], second[:3]) and int(pool.count) == 8  # three fill the pool
+    seen = {tuple(r) for r in torch.cat([first, second]).tolist()}
+    from_history, total = 0, 0
+    for step in range(400):
+        fakes = 1000 * (step + 1) + torch.randn(6, 3, generator=g)
+        before = {tuple(r) for r in pool.items.tolist()}
+        out = pool.query(fakes, g)
+        for row, fake in zip(out.tolist(), fakes.tolist(), strict=True):
+            total += 1
+            if row != fake:  # from the history: a sample stored before this batch
+                from_history += 1
+                assert tuple(row) in before and tuple(row) in seen
+        seen |= {tuple(r) for r in fakes.tolist()}
+        assert {tuple(r) for r in pool.items.tolist()} <= seen
+    share = from_history / total  # 1/2, less the rare slot drawn twice in one batch
+    assert abs(share - 0.5) < 5 * math.sqrt(0.25 / total), share
+    assert torch.equal(ImagePool(0, (3,)).query(first, g), first)
+    assert not list(ImagePool(0, (3,)).state_dict())  # no state without a pool
+
+
+def test_cyclegan_discriminators_see_the_pooled_fakes(digits):
+    model = _cyclegan_2d(pool_size=4)
+    x = torch.randn(16, 2, generator=_gen(), dtype=D64)
+    model.d_loss(x, _gen(1))
+    assert int(model.pool_a.count) == 4 and int(model.pool_b.count) == 4
+    assert {"pool_a.items", "pool_b.count"} <= set(model.state_dict())

@@ -20,6 +20,7 @@ import yaml
 
 from genlab._validate import ConfigError, check_choice, check_min
 from genlab.app.overrides import (
+    MISSING,
     family_defaults,
     foreign_override,
     lookup,
@@ -210,7 +211,12 @@ def build_config(
 
 #: settings whose default changed: a saved run that does not record one was trained with the
 #: value here (the sinusoidal time features of the MLP were those of 1000 t before)
-LEGACY_DEFAULTS = {"model.net.time_scale": 1000.0}
+#: settings that runs saved before them lack, with the value those runs were trained with:
+#: (family the setting belongs to, or None for any) -> {dotted key: value}
+LEGACY_DEFAULTS: dict[str | None, dict[str, Any]] = {
+    None: {"model.net.time_scale": 1000.0},
+    "vqvae": {"model.ae.prior": "independent"},  # the PixelCNN prior came later
+}
 
 
 def saved_run_config(data: dict[str, Any] | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -218,11 +224,18 @@ def saved_run_config(data: dict[str, Any] | None, overrides: list[str] | tuple[s
     it predates filled in with the values it was trained with (:data:`LEGACY_DEFAULTS`), not
     today's defaults, so that an old run rebuilds the network it trained."""
     tree = plain_values(dict(data or {}))
-    for dotted, value in LEGACY_DEFAULTS.items():
-        parent, _, key = dotted.rpartition(".")
-        section = lookup(tree, parent)
-        if isinstance(section, dict) and key not in section:
-            section[key] = value
+    model = tree.get("model")
+    family = model.get("family", "flow_matching") if isinstance(model, dict) else None
+    for scope, settings in LEGACY_DEFAULTS.items():
+        if scope is not None and scope != family:
+            continue
+        for dotted, value in settings.items():
+            parent, _, key = dotted.rpartition(".")
+            section = lookup(tree, parent)
+            if scope is not None and section is MISSING:  # the family's section, left at its defaults
+                set_dotted(tree, dotted, value)
+            elif isinstance(section, dict) and key not in section:
+                section[key] = value
     return build_config(tree, overrides)
 
 

@@ -10,8 +10,13 @@ with lambda_cyc = 10. The cycle term is a per-element mean (the paper's lambda i
 absolute errors); it equals :func:`~genlab.models.gan_losses.cycle_consistency_loss` (which
 sums over each sample's dims) divided by prod(data_shape), and is computed directly here so
 that the translated batches G_ab(x_a), G_ba(x_b) are shared with the adversarial terms.
-Left out of this implementation: the history buffer of 50 generated images fed to the
-discriminators and the optional identity loss.
+
+The paper's two additions are options: the identity term
+lambda_id (|G_ab(x_b) - x_b|_mean + |G_ba(x_a) - x_a|_mean) added to L_G (``identity_weight``;
+the paper uses 0.5 lambda_cyc for photo <-> painting), which asks each translator to leave a
+sample of its target domain alone, and a history of ``pool_size`` generated samples per domain
+(:class:`~genlab.models.translation.ImagePool`; the paper's 50) from which the discriminators
+see half of their fakes, which damps the oscillation between the players.
 
 Notation and randomness: :mod:`genlab.models.translation`.
 """
@@ -34,6 +39,7 @@ from genlab.models.coders import check_data_shape, check_image_shape
 from genlab.models.nets import NetConfig, check_net_kind
 from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 from genlab.models.translation import (
+    ImagePool,
     ResidualMLP,
     TranslationOptions,
     check_batch,
@@ -65,6 +71,8 @@ class CycleGAN(AdversarialModel):
         loss: ``"lsgan"`` (the paper's), ``"nonsaturating"`` or ``"minimax"``.
         loss_args: options of the loss (LSGAN targets a, b, c).
         cycle_weight: lambda_cyc >= 0 on the per-element mean cycle error.
+        identity_weight: lambda_id >= 0 on the per-element mean identity error (0: off).
+        pool_size: generated samples kept per domain for the discriminators (0: none).
         hidden, depth: vectors: width and hidden layers of the residual MLP translators and
             MLP discriminators (default 64, 2); images: base channels of the U-Net translators
             and conv discriminators and the U-Net's halvings (default 16, 2).
@@ -92,6 +100,8 @@ class CycleGAN(AdversarialModel):
         loss: str = "lsgan",
         loss_args: Mapping[str, float] | None = None,
         cycle_weight: float = 10.0,
+        identity_weight: float = 0.0,
+        pool_size: int = 0,
         hidden: int | None = None,
         depth: int | None = None,
         transform: ImageTransform | str | None = None,
@@ -113,6 +123,8 @@ class CycleGAN(AdversarialModel):
         self.loss_name = loss
         self._d_loss_fn, self._g_loss_fn = translation_loss(loss, loss_args)
         self.cycle_weight = loss_weight(cycle_weight, "cycle_weight")
+        self.identity_weight = loss_weight(identity_weight, "identity_weight")
+        self.pool_a, self.pool_b = ImagePool(pool_size, shape), ImagePool(pool_size, shape)
         hidden = (16 if image else 64) if hidden is None else check_positive_int(hidden, "hidden")
         depth = 2 if depth is None else check_positive_int(depth, "depth")
         if transform is not None and not image:
@@ -181,6 +193,7 @@ class CycleGAN(AdversarialModel):
         x_a = self.draw_a(x_b.shape[0], generator, x_b)  # (B, *D)
         with torch.no_grad():
             fake_b, fake_a = self.translate_ab(x_a), self.translate_ba(x_b)
+        fake_b, fake_a = self.pool_b.query(fake_b, generator), self.pool_a.query(fake_a, generator)
         d_b = self._d_loss_fn(self._score(self.d_b, x_b, "d_b"), self._score(self.d_b, fake_b, "d_b"))
         d_a = self._d_loss_fn(self._score(self.d_a, x_a, "d_a"), self._score(self.d_a, fake_a, "d_a"))
         return {"loss": d_a + d_b, "d_a": d_a.detach(), "d_b": d_b.detach()}
@@ -196,7 +209,12 @@ class CycleGAN(AdversarialModel):
             g_ba = self._g_loss_fn(self._score(self.d_a, fake_a, "d_a"))
         cycle = mean_abs(self.translate_ba(fake_b), x_a) + mean_abs(self.translate_ab(fake_a), x_b)
         loss = g_ab + g_ba + self.cycle_weight * cycle
-        return {"loss": loss, "g_ab": g_ab.detach(), "g_ba": g_ba.detach(), "cycle": cycle.detach()}
+        out = {"g_ab": g_ab.detach(), "g_ba": g_ba.detach(), "cycle": cycle.detach()}
+        if self.identity_weight > 0:
+            identity = mean_abs(self.translate_ab(x_b), x_b) + mean_abs(self.translate_ba(x_a), x_a)
+            loss = loss + self.identity_weight * identity
+            out["identity"] = identity.detach()
+        return {"loss": loss, **out}
 
     # -- sampling -----------------------------------------------------------------------
     def generate(
@@ -229,11 +247,15 @@ class CycleGANOptions(TranslationOptions):
     """The ``model.gan`` section of CycleGAN."""
 
     cycle_weight: float = 10.0  # weight of the cycle-consistency term
+    identity_weight: float = 0.0  # weight of the identity term (the paper: 0.5 cycle_weight for photos)
+    pool_size: int = 0  # generated samples kept per domain for the discriminators (the paper: 50)
     domain: str = "inverted"  # domain A: a 2D toy set, or inverted / rotated images
 
     def validate(self) -> None:
         super().validate()
         check_min("model.gan.cycle_weight", self.cycle_weight, 0.0)
+        check_min("model.gan.identity_weight", self.identity_weight, 0.0)
+        check_min("model.gan.pool_size", self.pool_size, 0)
         check_choice("model.gan.domain", self.domain, ["inverted", "rotated", *TOY_DATASETS])
 
 
@@ -274,6 +296,8 @@ class CycleGANConfig(FamilyConfig):
             loss=g.loss,
             loss_args=g.loss_args,
             cycle_weight=g.cycle_weight,
+            identity_weight=g.identity_weight,
+            pool_size=g.pool_size,
             hidden=net.width if kind == "mlp" else net.base_channels,
             depth=net.depth if kind == "mlp" else len(net.channel_mults),
             transform=transform,

@@ -226,11 +226,18 @@ class GANOptions(AdversarialOptions):
     gp_weight: float = 10.0  # wgan-gp: gradient-penalty weight lambda
     r1_gamma: float = 0.0  # R1 penalty (gamma / 2) E ||grad D(x)||^2 on real data; 0: off
     spectral_norm: bool = False  # spectral normalisation of every discriminator layer
+    equalized_lr: bool = False  # net.kind=style: equalised learning rate in every generator layer
+    mapping_lr_mul: float = 1.0  # net.kind=style with equalized_lr: the mapping network's lr multiplier
 
     def validate(self) -> None:
         super().validate()
         check_min("model.gan.latent_dim", self.latent_dim, 1)
         check_min("model.gan.r1_gamma", self.r1_gamma, 0.0)
+        check_min("model.gan.mapping_lr_mul", self.mapping_lr_mul, 0.0, strict=True)
+        if self.mapping_lr_mul != 1.0 and not self.equalized_lr:
+            raise ConfigError(
+                "model.gan.mapping_lr_mul scales the equalised learning rate; set model.gan.equalized_lr=true"
+            )
         check_min("model.gan.clip", self.clip, 0.0, strict=True)
         check_min("model.gan.gp_weight", self.gp_weight, 0.0, strict=True)
 
@@ -258,6 +265,10 @@ class GANConfig(FamilyConfig):
 
         net, g, shape = self.net, self.gan, data.shape
         kind = check_net_kind(self.family, net, shape, ("conv", "style"))
+        if g.equalized_lr and kind != "style":
+            raise ConfigError(
+                f"model.gan.equalized_lr is for the style generator (net.kind=style), not {kind}"
+            )
         classes = label_count(net, data.num_classes)
         generator: nn.Module
         if kind == "mlp":
@@ -270,7 +281,14 @@ class GANConfig(FamilyConfig):
                     raise ConfigError(
                         "model.net.kind=style has no label input; use kind=conv for a conditional GAN"
                     )
-                generator = StyleGenerator(g.latent_dim, channels, size, base=net.base_channels)
+                generator = StyleGenerator(
+                    g.latent_dim,
+                    channels,
+                    size,
+                    base=net.base_channels,
+                    equalized_lr=g.equalized_lr,
+                    mapping_lr_mul=g.mapping_lr_mul,
+                )
             else:
                 generator = ConvGenerator(g.latent_dim, channels, size, net.base_channels, classes)
             # the style generator collapses to a few images against a plain discriminator

@@ -31,7 +31,7 @@ from genlab.models.gan_losses import make_gan_loss
 from genlab.models.nets import NetConfig
 from genlab.networks.gan import _mlp
 
-__all__ = ["TRANSLATION_LOSSES", "ResidualMLP", "TranslationOptions"]
+__all__ = ["TRANSLATION_LOSSES", "ImagePool", "ResidualMLP", "TranslationOptions"]
 
 #: GAN losses the translation models accept. The WGAN critics need weight clipping or a
 #: gradient penalty on (input, target) pairs and several critic steps; not wired here.
@@ -45,6 +45,57 @@ class TranslationOptions(AdversarialOptions):
     def validate(self) -> None:
         super().validate()
         check_choice("model.gan.loss", self.loss, TRANSLATION_LOSSES)
+
+
+class ImagePool(nn.Module):
+    """A history of generated samples for the discriminator (Shrivastava et al., 2017; CycleGAN
+    keeps 50): ``query(fakes)`` returns the batch the discriminator sees.
+
+    While the pool holds fewer than ``size`` samples, each fake is stored and returned as it is.
+    Once it is full, each fake is, with probability 1/2, returned as it is, and otherwise swapped
+    with a uniformly drawn stored one, which is returned in its place. The draws for a batch are
+    made at once (two fakes drawing the same slot: the later one is stored). The pool is a
+    buffer, so it travels with the checkpoint and a resumed run sees the same history.
+
+    Args:
+        size: the number of stored samples (0: no pool, ``query`` returns its input).
+        shape: the shape of one sample.
+    """
+
+    items: torch.Tensor
+    count: torch.Tensor
+
+    def __init__(self, size: int, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"size must be an integer >= 0, got {size!r}")
+        self.size = size
+        if size:  # no state without a pool: checkpoints of runs without one keep their keys
+            self.register_buffer("items", torch.zeros(size, *shape))
+            self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def query(self, fakes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The batch (B, *D) the discriminator sees in place of ``fakes`` (B, *D)."""
+        if self.size == 0:
+            return fakes
+        fakes = fakes.detach()
+        out = fakes.clone()
+        stored = int(self.count)
+        fill = min(self.size - stored, fakes.shape[0])
+        if fill:
+            self.items[stored : stored + fill] = fakes[:fill].to(self.items)
+            self.count.fill_(stored + fill)
+        rest = fakes.shape[0] - fill
+        if rest:
+            device = generator.device if generator is not None else fakes.device
+            swap = torch.rand(rest, generator=generator, device=device).to(fakes.device) < 0.5
+            slot = torch.randint(self.size, (rest,), generator=generator, device=device).to(fakes.device)
+            rows = torch.arange(fill, fakes.shape[0], device=fakes.device)[swap]
+            slots = slot[swap]
+            out[rows] = self.items[slots].to(out)
+            self.items[slots] = fakes[rows].to(self.items)
+        return out
 
 
 def check_unet_depth(net: NetConfig, shape: tuple[int, ...]) -> None:

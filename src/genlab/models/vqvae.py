@@ -14,12 +14,14 @@ give the codebook a larger learning rate (about 10x) or the encoder outputs drif
 the codes (codebook / commitment losses spike). ``loss`` also initialises the codebook from
 encoder outputs of the first training batch.
 
-Generation needs a prior over code grids. ``fit_prior`` counts code frequencies per grid
-position over a data set (add-one smoothing) and ``sample`` draws every position
-independently from its categorical. This per-position prior **ignores the dependencies
-between positions** (strokes that must join up, digits that must be one class), so samples
-are blotchy; an autoregressive prior over the code grid (PixelCNN or a small transformer,
-as in the paper) is the upgrade.
+Generation needs a prior over code grids, fitted after the autoencoder by ``fit_prior`` on the
+codes of the training images (``genlab train`` does it at the end of the run). With
+``prior="pixelcnn"`` it is autoregressive, p(z) = prod_ij p(z_ij | z_<ij) with a PixelCNN
+(:mod:`genlab.models.code_prior`), as in the paper, and sampling draws the grid position by
+position. With ``prior="independent"`` (runs saved before the PixelCNN) ``fit_prior`` counts
+code frequencies per position (add-one smoothing) and ``sample`` draws every position
+independently: that prior **ignores the dependencies between positions** (strokes that must
+join up, digits that must be one class), so its samples are blotchy.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from genlab._validate import (
 )
 from genlab.devices import generator_device
 from genlab.models.base import Batch, split_batch
+from genlab.models.code_prior import PixelCNNPrior
 from genlab.models.coders import (
     GridDecoder,
     GridEncoder,
@@ -55,7 +58,12 @@ from genlab.models.latent import LatentModel
 from genlab.models.nets import NetConfig, check_net_kind
 from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 
-__all__ = ["VQVAE", "VectorQuantizer"]
+__all__ = ["CODE_PRIORS", "VQVAE", "VectorQuantizer"]
+
+#: priors over the code grid
+CODE_PRIORS = ("pixelcnn", "independent")
+#: the options of the PixelCNN prior (``model.ae.prior_args``)
+PRIOR_ARGS = ("hidden", "layers", "steps", "batch_size", "lr")
 
 
 class VectorQuantizer(nn.Module):
@@ -166,6 +174,9 @@ class VQVAE(LatentModel):
         beta: commitment weight (0.25 in the paper), >= 0.
         codebook_lr_scale: learning-rate multiplier of the codebook in :meth:`param_groups`
             (the trainer's optimiser groups), > 0.
+        prior: "pixelcnn" (autoregressive) or "independent" (per-position categorical).
+        prior_args: options of :class:`~genlab.models.code_prior.PixelCNNPrior` (hidden,
+            layers, steps, batch_size, lr).
     """
 
     prior_log_probs: torch.Tensor  # (h*w, K) buffer: log-probabilities of each position's codes
@@ -182,8 +193,12 @@ class VQVAE(LatentModel):
         downsample: int = 2,
         beta: float = 0.25,
         codebook_lr_scale: float = 10.0,
+        prior: str = "independent",
+        prior_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if prior not in CODE_PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(CODE_PRIORS)}, got {prior!r}")
         if isinstance(codebook_lr_scale, bool) or not isinstance(codebook_lr_scale, (int, float)):
             raise ValueError(f"codebook_lr_scale must be a positive number, got {codebook_lr_scale!r}")
         if not 0 < codebook_lr_scale < math.inf:
@@ -206,6 +221,11 @@ class VQVAE(LatentModel):
         self.register_buffer("prior_log_probs", torch.full((positions, num_codes), -math.log(num_codes)))
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
         self.register_buffer("codebook_initialised", torch.zeros((), dtype=torch.bool))
+        self.prior = prior
+        #: the autoregressive prior (its state keys start with "prior_", as the EMA copy expects)
+        self.prior_net = (
+            PixelCNNPrior(num_codes, self.grid_hw, **dict(prior_args or {})) if prior == "pixelcnn" else None
+        )
 
     @property
     def num_codes(self) -> int:
@@ -213,9 +233,12 @@ class VQVAE(LatentModel):
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimiser groups: encoder and decoder at the base learning rate, the codebook at
-        ``codebook_lr_scale`` times it (``lr_scale``, read by the trainer)."""
+        ``codebook_lr_scale`` times it (``lr_scale``, read by the trainer). The PixelCNN prior
+        is not trained with them (``fit_prior`` fits it)."""
         codebook = list(self.quantizer.parameters())
         ids = {id(p) for p in codebook}
+        if self.prior_net is not None:
+            ids |= {id(p) for p in self.prior_net.parameters()}
         rest = [p for p in self.parameters() if id(p) not in ids]
         return [{"params": rest}, {"params": codebook, "lr_scale": self.codebook_lr_scale}]
 
@@ -284,32 +307,36 @@ class VQVAE(LatentModel):
         """Decode the quantised encoding. (B, C, H, W) -> (B, C, H, W)."""
         return self.decode_indices(self.encode(x))
 
-    @torch.no_grad()
     def fit_prior(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """Fit the per-position categorical prior to the codes of ``x`` (N, C, H, W).
+        """Fit the code prior to the codes of ``x`` (N, C, H, W).
 
         Counts code k at position (i, j) over the data set, adds one to every count
-        (Laplace smoothing) and stores log-probabilities of shape (h*w, K), which it returns.
+        (Laplace smoothing) and stores log-probabilities of shape (h*w, K), which it returns;
+        then fits the PixelCNN prior, if the model has one, to the same codes.
         """
         self._check_x(x)
         batch_size = check_positive_int(batch_size, "batch_size")
-        counts = torch.ones(
-            self.grid_hw[0] * self.grid_hw[1], self.num_codes, dtype=torch.float64, device=x.device
-        )
-        for start in range(0, x.shape[0], batch_size):
-            idx = self.encode(x[start : start + batch_size]).flatten(1)  # (b, h*w)
+        with torch.no_grad():
+            codes = torch.cat([self.encode(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+            idx = codes.flatten(1)  # (N, h*w)
+            counts = torch.ones(idx.shape[1], self.num_codes, dtype=torch.float64, device=x.device)
             counts.scatter_add_(1, idx.T, torch.ones(idx.T.shape, dtype=counts.dtype, device=x.device))
-        log_probs = (counts / counts.sum(1, keepdim=True)).log()
-        self.prior_log_probs.copy_(log_probs.to(self.prior_log_probs))
+            log_probs = (counts / counts.sum(1, keepdim=True)).log()
+            self.prior_log_probs.copy_(log_probs.to(self.prior_log_probs))
+        if self.prior_net is not None:
+            self.prior_net.fit(codes)
         self.prior_fitted.fill_(True)
         return self.prior_log_probs.clone()
 
     @torch.no_grad()
     def sample_indices(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n code grids, every position drawn independently from the fitted prior. -> (n, h, w)."""
+        """n code grids from the fitted prior (autoregressive, or every position independently).
+        -> (n, h, w)."""
         n = check_positive_int(n, "n")
         if self.prior_fitted.device.type != "meta" and not bool(self.prior_fitted):  # meta: no value to read
             raise ValueError("the code prior is not fitted; call model.fit_prior(x) on training images first")
+        if self.prior_net is not None:
+            return self.prior_net.sample(n, generator)
         probs = self.prior_log_probs.double().exp()  # (h*w, K)
         if generator is not None and generator.device != generator_device(probs.device):
             raise ValueError(f"generator is on {generator.device} but the model is on {probs.device}")
@@ -345,8 +372,20 @@ class VQVAEOptions:
     downsample: int = 2  # the code grid is (H / downsample) x (W / downsample)
     codebook_lr_scale: float = 10.0  # learning-rate multiplier of the codebook
     beta: float | None = None  # commitment weight (None: 0.25)
+    prior: str = "pixelcnn"  # prior over the code grid: pixelcnn (autoregressive) or independent
+    # pixelcnn: hidden, layers, steps, batch_size, lr (models/code_prior.py)
+    prior_args: dict[str, int | float] = field(default_factory=dict)
 
     def validate(self) -> None:
+        check_choice("model.ae.prior", self.prior, CODE_PRIORS)
+        unknown = sorted(set(self.prior_args) - set(PRIOR_ARGS))
+        if unknown:
+            raise ConfigError(
+                f"model.ae.prior_args.{unknown[0]} is not an option of the PixelCNN prior; "
+                f"valid: {', '.join(PRIOR_ARGS)}"
+            )
+        if self.prior_args and self.prior != "pixelcnn":
+            raise ConfigError("model.ae.prior_args sets the PixelCNN prior; set model.ae.prior=pixelcnn")
         check_min("model.ae.num_codes", self.num_codes, 2)
         check_min("model.ae.code_dim", self.code_dim, 1)
         check_choice("model.ae.downsample", str(self.downsample), ["2", "4"])
@@ -377,6 +416,8 @@ class VQVAEConfig(FamilyConfig):
             downsample=ae.downsample,
             beta=0.25 if ae.beta is None else ae.beta,
             codebook_lr_scale=ae.codebook_lr_scale,
+            prior=ae.prior,
+            prior_args=ae.prior_args,
         )
 
 

@@ -17,7 +17,46 @@ from genlab.networks.gan import (
 )
 from genlab.networks.sizing import crop_image
 
-__all__ = ["AdaIN", "StyleGenerator", "adain"]
+__all__ = ["AdaIN", "EqualizedConv2d", "EqualizedLinear", "StyleGenerator", "adain"]
+
+
+# --------------------------------------------------------------------------- equalised learning rate
+
+
+class EqualizedLinear(nn.Module):
+    """A linear layer with an equalised learning rate (Karras et al., 2018): the stored weight is
+    N(0, 1 / lr_mul^2) and is scaled at every call by ``c = lr_mul * gain / sqrt(fan_in)``, so the
+    weight in use starts with He's variance gain^2 / fan_in, and an optimiser whose steps do not
+    depend on the gradient's scale (Adam) moves it by ``c`` times its learning rate: the same
+    relative speed in every layer, ``lr_mul`` times slower (StyleGAN's mapping network: 0.01).
+    The bias is stored divided by ``lr_mul`` and used times it."""
+
+    def __init__(self, in_features: int, out_features: int, gain: float = math.sqrt(2), lr_mul: float = 1.0):
+        super().__init__()
+        check_positive_int(in_features, "in_features")
+        check_positive_int(out_features, "out_features")
+        self.lr_mul = check_positive(lr_mul, "lr_mul")
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / self.lr_mul)
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.scale = self.lr_mul * gain / math.sqrt(in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class EqualizedConv2d(nn.Module):
+    """A k x k convolution ('same' padding) with an equalised learning rate; see
+    :class:`EqualizedLinear` (fan_in = in_channels k^2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, gain: float = math.sqrt(2)) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.scale = gain / math.sqrt(in_channels * kernel * kernel)
+        self.padding = kernel // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
 
 
 # --------------------------------------------------------------------------- StyleGAN
@@ -54,12 +93,14 @@ class AdaIN(nn.Module):
     normalisation. Shapes: x (B, channels, H, W), w (B, w_dim) -> (B, channels, H, W).
     """
 
-    def __init__(self, channels: int, w_dim: int, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, w_dim: int, eps: float = 1e-5, equalized: bool = False) -> None:
         super().__init__()
         check_positive_int(channels, "AdaIN.channels")
         check_positive_int(w_dim, "AdaIN.w_dim")
         self.eps = check_positive(eps, "AdaIN.eps")
-        self.affine = nn.Linear(w_dim, 2 * channels)
+        self.affine: nn.Module = (
+            EqualizedLinear(w_dim, 2 * channels, gain=1.0) if equalized else nn.Linear(w_dim, 2 * channels)
+        )
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         mean, log_std = self.affine(w).chunk(2, dim=1)
@@ -82,12 +123,14 @@ class _NoiseInput(nn.Module):
 
 
 class _StyleBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, w_dim: int, upsample: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, w_dim: int, upsample: bool, equalized: bool = False) -> None:
         super().__init__()
         self.upsample = upsample
-        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv: nn.Module = (
+            EqualizedConv2d(c_in, c_out, 3) if equalized else nn.Conv2d(c_in, c_out, 3, padding=1)
+        )
         self.noise = _NoiseInput(c_out)
-        self.adain = AdaIN(c_out, w_dim)
+        self.adain = AdaIN(c_out, w_dim, equalized=equalized)
 
     def forward(
         self, x: torch.Tensor, w: torch.Tensor, generator: torch.Generator | None, noise: bool
@@ -113,6 +156,10 @@ class StyleGenerator(nn.Module):
     Noise maps are drawn from the ``generator`` passed to :meth:`forward` (so the same seed
     gives the same image); ``noise=False`` drops them, making the output a function of z only.
     Per-channel noise scales start at 0.1 (StyleGAN starts at 0) so the noise path is active.
+
+    With ``equalized_lr`` every layer is an :class:`EqualizedLinear` / :class:`EqualizedConv2d`,
+    and the mapping network's learning rate is ``mapping_lr_mul`` times the others' (StyleGAN:
+    0.01), which keeps w from drifting faster than the synthesis layers can follow.
     """
 
     def __init__(
@@ -123,8 +170,12 @@ class StyleGenerator(nn.Module):
         w_dim: int = 64,
         mapping_layers: int = 4,
         base: int = 64,
+        equalized_lr: bool = False,
+        mapping_lr_mul: float = 1.0,
     ) -> None:
         super().__init__()
+        if mapping_lr_mul != 1.0 and not equalized_lr:
+            raise ValueError("mapping_lr_mul scales the equalised learning rate; set equalized_lr=True")
         for value, name in (
             (latent_dim, "latent_dim"),
             (channels, "channels"),
@@ -139,10 +190,13 @@ class StyleGenerator(nn.Module):
         mapping: list[nn.Module] = []
         dim = latent_dim
         for _ in range(mapping_layers):
-            mapping += [nn.Linear(dim, w_dim), nn.LeakyReLU(0.2)]
+            linear = (
+                EqualizedLinear(dim, w_dim, lr_mul=mapping_lr_mul) if equalized_lr else nn.Linear(dim, w_dim)
+            )
+            mapping += [linear, nn.LeakyReLU(0.2)]
             dim = w_dim
         self.mapping = nn.Sequential(*mapping)
-        for layer in self.mapping:
+        for layer in self.mapping:  # (an equalised layer has He's variance by construction)
             # He initialisation for LeakyReLU(0.2): w keeps the scale of z through the layers
             # (torch's default init shrinks the variance ~3x per layer, so after four layers w
             # hardly depends on z and the generator collapses to one image)
@@ -152,13 +206,16 @@ class StyleGenerator(nn.Module):
         n = int(math.log2(self.side // 4))
         ch = base * 2**n
         self.const = nn.Parameter(torch.randn(1, ch, 4, 4))
-        blocks = [_StyleBlock(ch, ch, w_dim, upsample=False)]
+        eq = equalized_lr
+        blocks = [_StyleBlock(ch, ch, w_dim, upsample=False, equalized=eq)]
         for _ in range(n):  # two styled convolutions per resolution, as in StyleGAN
-            blocks.append(_StyleBlock(ch, ch // 2, w_dim, upsample=True))
-            blocks.append(_StyleBlock(ch // 2, ch // 2, w_dim, upsample=False))
+            blocks.append(_StyleBlock(ch, ch // 2, w_dim, upsample=True, equalized=eq))
+            blocks.append(_StyleBlock(ch // 2, ch // 2, w_dim, upsample=False, equalized=eq))
             ch //= 2
         self.blocks = nn.ModuleList(blocks)
-        self.to_image = nn.Conv2d(ch, channels, 1)
+        self.to_image: nn.Module = (
+            EqualizedConv2d(ch, channels, 1, gain=1.0) if eq else nn.Conv2d(ch, channels, 1)
+        )
 
     def map(self, z: torch.Tensor) -> torch.Tensor:
         """The mapping network ``z -> w`` (B, w_dim), after normalising each z to unit RMS."""
