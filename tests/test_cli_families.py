@@ -30,7 +30,7 @@ FAMILY_CONFIGS = {
     "moons_wgan_gp": ["model.net.width=16", "train.eval_every=6", "model.gan.n_critic=2"],
     "circles_to_moons_cyclegan": ["model.net.width=16", "train.eval_every=6"],
     "digits_vae": ["model.net.base_channels=8"],
-    "digits_vqvae": ["model.net.base_channels=8"],
+    "digits_vqvae": ["model.net.base_channels=8", "model.ae.prior_args={steps: 10, hidden: 8, layers: 2}"],
     "digits_gan": ["model.net.base_channels=8", "train.eval_every=6"],
     "digits_cgan": ["model.net.base_channels=8", "train.eval_every=6"],
     "digits_stylegan": ["model.net.base_channels=8", "train.eval_every=6"],

@@ -52,7 +52,7 @@ CASES = [
     ("moons_realnvp", []),
     ("moons_vae", []),
     ("digits_vae", []),
-    ("digits_vqvae", []),
+    ("digits_vqvae", ["model.ae.prior_args={steps: 10, hidden: 8, layers: 2}"]),
     ("moons_gan", []),
     ("moons_wgan", []),
     ("moons_wgan_gp", []),

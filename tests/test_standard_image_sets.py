@@ -25,7 +25,8 @@ TINY = {
     "gan": ["model.net.base_channels=4"],
 }
 TINY["diffusion"] = TINY["ddpm"] = TINY["flow_matching"]
-TINY["vqvae"] = TINY["pix2pix"] = TINY["cyclegan"] = TINY["vae"]
+TINY["pix2pix"] = TINY["cyclegan"] = TINY["vae"]
+TINY["vqvae"] = [*TINY["vae"], "model.ae.prior_args={steps: 10, hidden: 8, layers: 2}"]
 SAMPLING = {"flow_matching": ["sample.steps=2"], "diffusion": ["sample.steps=2"], "ddpm": ["sample.steps=2"]}
 
 

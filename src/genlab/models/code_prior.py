@@ -78,19 +78,19 @@ class PixelCNNPrior(nn.Module):
             for module in self.net.modules():
                 if isinstance(module, (nn.Conv2d, nn.Embedding)):
                     module.reset_parameters()
-        gen = torch.Generator(device=codes.device).manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)  # batches drawn on the CPU: the same on every device
         opt = torch.optim.Adam(self.parameters(), lr=self.lr)
         was_training, losses = self.training, []
         self.train()
         with torch.enable_grad():
             for step in range(self.steps):
-                idx = torch.randint(codes.shape[0], (self.batch_size,), generator=gen, device=codes.device)
-                loss = self.nll(codes[idx].to(param.device))
+                idx = torch.randint(codes.shape[0], (self.batch_size,), generator=gen)
+                loss = self.nll(codes[idx.to(codes.device)].to(param.device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                if (step + 1) % 100 == 0 or step + 1 == self.steps:
-                    losses.append(float(loss.detach()))
+                if ((step + 1) % 100 == 0 or step + 1 == self.steps) and loss.device.type != "meta":
+                    losses.append(float(loss.detach()))  # (the meta device holds no values)
         self.train(was_training)
         return losses
 
