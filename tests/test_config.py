@@ -180,7 +180,7 @@ def test_a_run_saved_with_the_flat_model_section_still_loads(family: str, own: d
 def test_a_setting_of_another_family_is_refused_not_ignored() -> None:
     section = {**FLAT_MODEL_SECTION, "family": "diffusion", "coupling": "ot"}  # not a default
     with pytest.raises(
-        ConfigError, match="model.coupling applies to model.family=flow_matching, not to diffusion"
+        ConfigError, match="model.coupling applies to model.family=flow_matching / meanflow, not to diffusion"
     ):
         build_config({"model": section})
     with pytest.raises(

@@ -20,7 +20,12 @@ FAMILIES = {
     "diffusion": UNET,
     "ddpm": [*UNET, "model.num_steps=20"],
     "vae": ["model.net.kind=conv", "model.net.base_channels=4"],
-    "vqvae": ["model.net.kind=conv", "model.net.base_channels=4", "model.ae.downsample=4", "model.ae.prior_args={steps: 10, hidden: 8, layers: 2}"],
+    "vqvae": [
+        "model.net.kind=conv",
+        "model.net.base_channels=4",
+        "model.ae.downsample=4",
+        "model.ae.prior_args={steps: 10, hidden: 8, layers: 2}",
+    ],
     "gan": ["model.net.kind=conv", "model.net.base_channels=4"],
     "gan-style": ["model.family=gan", "model.net.kind=style", "model.net.base_channels=4"],
     "pix2pix": ["model.net.kind=unet", "model.net.base_channels=4"],
