@@ -12,8 +12,21 @@ computed in the second (noise) form, which stays finite as sigma_t -> 0. Weighti
 (Song et al. 2021b, bounds the NLL), ``none`` lambda = 1. The network may output the noise,
 the score, the data or the velocity; the path converts.
 
-DDPM: T = 1000 linear betas, epsilon-prediction at integer steps k ~ U{1..T}, network time
+DDPM: T = 1000 linear betas, the epsilon loss at integer steps k ~ U{1..T}, network time
 t_k = 1 - k / T (the same convention as every other model).
+
+What the network predicts decides how its errors reach the samples. The probability-flow
+ODE of a VP path written with a noise predictor eps_hat runs, in genlab's time t (tau = 1 - t),
+as dx/dt = (beta(tau) / 2) (x - eps_hat / sigma); an error delta of eps_hat enters dx/dt as
+(beta / 2) delta / sigma, ten times over at the noisy end (beta_max = 20, sigma ~ 1), and an
+early network's typical error, an eps_hat = (1 - c) eps shrunk toward the mean by a few
+percent, gives dx/dt ~ (beta / 2) c x there: a steady exponential growth of x. On the digits U-Net after 320 steps
+(45 s) this took samples to +-54 for pixels in [-1, 1] (FD 8700; the same for DDPM), while
+the network's noise error was already small (MSE 0.003 at the noisy end). A velocity
+predictor outputs dx/dt itself: its error enters the ODE one to one. With
+``prediction: velocity`` the same 320 steps give FD 25.9 (flow matching 16.3); the loss is
+unchanged (the output is converted to epsilon). The packaged image configs predict the
+velocity; the families keep Ho et al.'s epsilon as their default.
 """
 
 from __future__ import annotations
@@ -133,13 +146,16 @@ class Diffusion(GaussianPathModel):
 
 
 class DDPM(GaussianPathModel):
-    """Discrete-time DDPM: epsilon-prediction on T linear-beta steps.
+    """Discrete-time DDPM on T linear-beta steps: the epsilon loss of Ho et al., with the
+    network predicting epsilon (their choice, the default) or another path quantity converted
+    to epsilon (``prediction``; see :class:`Diffusion` for why velocity trains faster).
 
     Args:
         net: module called as net(x, t[, y]) with t = 1 - k / T.
         data_shape: shape of one sample.
         num_steps: T (default 1000); beta_start, beta_end: the linear beta range.
         label_dropout: probability of training with the "no label" token (guidance).
+        prediction: what the network outputs: noise (epsilon), velocity or data.
     """
 
     SAMPLERS: ClassVar[tuple[str, ...]] = ("ddpm", "ddim", "dpm", "ode", "extension")
@@ -153,12 +169,16 @@ class DDPM(GaussianPathModel):
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
         label_dropout: float = 0.0,
+        prediction: str | Prediction = Prediction.NOISE,
     ) -> None:
         self.schedule = DDPMSchedule(num_steps, beta_start, beta_end)
-        super().__init__(net, data_shape, GaussianPath(self.schedule), Prediction.NOISE, label_dropout)
+        super().__init__(net, data_shape, GaussianPath(self.schedule), prediction, label_dropout)
+        if self.prediction == Prediction.SCORE:
+            raise ValueError("DDPM trains noise, velocity or data predictions, not the score")
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """E_k E ||eps_theta(x_k, t_k) - eps||^2 with k ~ U{1..T} (Ho et al., Algorithm 1)."""
+        """E_k E ||eps_theta(x_k, t_k) - eps||^2 with k ~ U{1..T} (Ho et al., Algorithm 1);
+        eps_theta is the network's output converted to epsilon when it predicts another quantity."""
         x1, y = split_batch(batch)
         self._check_data(x1)
         T = self.schedule.num_steps
@@ -167,7 +187,8 @@ class DDPM(GaussianPathModel):
         t = self.schedule.time_of_step(k).to(x1.dtype)
         xt = self.path.interpolate(eps, x1, t).xt  # sqrt(ab_k) x1 + sqrt(1 - ab_k) eps
         y = self._train_labels(y, generator)
-        loss = ((self._net(xt, t, y) - eps) ** 2).flatten(1).mean(1).mean()
+        eps_hat = self.path.convert(self._net(xt, t, y), xt, t, self.prediction, Prediction.NOISE)
+        loss = ((eps_hat - eps) ** 2).flatten(1).mean(1).mean()
         return {"loss": loss}
 
     def t_end(self) -> float:
@@ -231,7 +252,13 @@ class DDPMConfig(GaussianPathConfig):
 
     def build(self, data: DataInfo) -> nn.Module:
         net = build_time_network(self.family, self.net, data.shape, data.num_classes)
-        return DDPM(net, data.shape, num_steps=self.num_steps, label_dropout=self.label_dropout)
+        return DDPM(
+            net,
+            data.shape,
+            num_steps=self.num_steps,
+            label_dropout=self.label_dropout,
+            prediction=self.prediction or "noise",
+        )
 
 
 register(
@@ -243,4 +270,4 @@ register(
         has_log_prob=True,
     )
 )
-register(Family("ddpm", DDPM, DDPMConfig, predictions=("noise",), has_log_prob=True))
+register(Family("ddpm", DDPM, DDPMConfig, predictions=("noise", "velocity", "data"), has_log_prob=True))
