@@ -20,12 +20,12 @@ ODE of a VP path written with a noise predictor eps_hat runs, in genlab's time t
 as dx/dt = (beta(tau) / 2) (x - eps_hat / sigma); an error delta of eps_hat enters dx/dt as
 (beta / 2) delta / sigma, ten times over at the noisy end (beta_max = 20, sigma ~ 1), and an
 early network's typical error, an eps_hat = (1 - c) eps shrunk toward the mean by a few
-percent, gives dx/dt ~ (beta / 2) c x there: a steady exponential growth of x. On the digits U-Net after 320 steps
-(45 s) this took samples to +-54 for pixels in [-1, 1] (FD 8700; the same for DDPM), while
-the network's noise error was already small (MSE 0.003 at the noisy end). A velocity
-predictor outputs dx/dt itself: its error enters the ODE one to one. With
+percent, gives dx/dt ~ (beta / 2) c x there: a steady exponential growth of x. On the digits
+U-Net after 320 steps (45 s) this took samples to +-54 for pixels in [-1, 1] (FD 8700; the
+same for DDPM), while the network's noise error was already small (MSE 0.003 at the noisy
+end). A velocity predictor outputs dx/dt itself: its error enters the ODE one to one. With
 ``prediction: velocity`` the same 320 steps give FD 25.9 (flow matching 16.3); the loss is
-unchanged (the output is converted to epsilon). The packaged image configs predict the
+unchanged (the output is converted to epsilon). The packaged digits configs predict the
 velocity; the families keep Ho et al.'s epsilon as their default.
 """
 
