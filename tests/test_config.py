@@ -108,7 +108,7 @@ def test_old_prediction_names_load_with_one_deprecation_line() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert Prediction.parse("noise") is Prediction.NOISE and Prediction.parse("eps") is Prediction.NOISE
-        assert resolve_config("digits_diffusion").model.prediction == "noise"
+        assert resolve_config("digits_diffusion", ["model.prediction=noise"]).model.prediction == "noise"
 
 
 #: the model section every run wrote before the sections were split per family (one flat

@@ -460,3 +460,21 @@ def test_ddpm_loss_is_the_epsilon_loss_of_the_converted_output(prediction):
     t = model.schedule.time_of_step(k).to(torch.float64)
     eps_hat = model.path.convert(net(xk, t), xk, t, model.prediction, Prediction.NOISE)
     torch.testing.assert_close(got, ((eps_hat - eps) ** 2).mean(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(SDE_CASES))
+def test_the_pc_predictor_step_alone_is_the_reverse_sde_euler_step(name: str) -> None:
+    """With no corrector, one predictor step of sample_pc (its last, so without noise) is
+    x + h (g^2 s - f) in genlab's time t = 1 - tau: Euler on the reverse SDE's drift, written out
+    by hand from the SDE's f and g and the exact score (Song et al. 2021, eq. 6). The corrector
+    of the PC tests above hides a wrong drift (f - g^2 s / 2 passed them); this does not."""
+    sde = SDE_CASES[name]
+    gm, field = exact(GaussianPath(SDESchedule(sde)))
+    x = gm.sample(64, 0.3, torch.Generator().manual_seed(0))
+    t0, t1 = 0.3, 0.32
+    out = sample_pc(sde, field, x, TimeGrid(torch.tensor([t0, t1], dtype=D64)), n_corrector=0).x
+    tau = torch.full((64,), 1 - t0, dtype=D64)
+    f = sde.drift(x, tau)
+    g2 = sde.diffusion(tau)[:, None] ** 2
+    s = gm.score(x, torch.full((64,), t0, dtype=D64))
+    torch.testing.assert_close(out, x + (t1 - t0) * (g2 * s - f), rtol=1e-10, atol=1e-12)

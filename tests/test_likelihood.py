@@ -306,3 +306,52 @@ def test_likelihood_families_train_on_dequantised_images() -> None:
         p = (x + 1) * 8  # the loader's grid: integers 0..16
         assert bool(((p - p.round()).abs() <= 0.5 + 1e-6).all())
         assert bool((p != p.round()).any()) == off_grid
+
+
+@pytest.mark.parametrize("n_probes", [1, 4])
+def test_hutchinson_inside_log_prob_ode_is_the_probes_quadratic_form(n_probes: int) -> None:
+    """For the linear field v = A x the divergence is tr A at every x, and log p_1(x) =
+    log p_0(x_0) - int_0^1 div v dt. With divergence="hutchinson" log_prob_ode integrates, per
+    point, (1/K) sum_k z_k^T A z_k with probes z_k drawn once from the generator (Rademacher,
+    the CNF's default) and held along the path: delta is exactly minus that quadratic form
+    (not -tr A), and its mean over points is -tr A within Monte Carlo error."""
+    torch.manual_seed(0)
+    a = torch.randn(3, 3, dtype=torch.float64)
+    x = torch.randn(4000, 3, dtype=torch.float64)
+
+    def velocity(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return y @ a.T
+
+    def source(z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(z.shape[0], dtype=z.dtype)
+
+    res = log_prob_ode(
+        velocity, source, x, "rk4", 4, "hutchinson", n_probes, generator=torch.Generator().manual_seed(5)
+    )
+    probes = make_probes(x.shape, n_probes, "rademacher", torch.Generator().manual_seed(5), torch.float64)
+    quad = torch.einsum("kbi,ij,kbj->b", probes, a, probes) / n_probes  # (B,)
+    torch.testing.assert_close(res.delta, -quad, rtol=1e-10, atol=1e-10)
+    # unbiased: E z^T A z = tr A; Var z^T A z = sum_{i != j} (a_ij + a_ji)^2 / 2 for Rademacher z
+    var = float(((a + a.T) ** 2).sum() - 4 * (a.diagonal() ** 2).sum()) / 2 / n_probes
+    assert abs(float(res.delta.mean()) + float(a.trace())) < 5 * math.sqrt(var / x.shape[0])
+
+
+@pytest.mark.parametrize("schedule", ["linear", "vp", "cosine"])
+def test_empirical_marginal_score_is_the_gradient_of_its_log_density(schedule: str) -> None:
+    """p_t(x) = (1/N) sum_i N(x; alpha_t x_i, sigma_t^2 I) for uniform p_1 on N points: the
+    posterior-weighted score the samplers use as an oracle equals autograd's gradient of
+    log p_t (a logsumexp of the kernels, in float64) at every t."""
+    from genlab.paths import make_schedule
+
+    torch.manual_seed(0)
+    path = GaussianPath(make_schedule(schedule))
+    data = torch.randn(7, 2, dtype=torch.float64) * 2
+    marginal = EmpiricalMarginal(path, data)
+    for t in (0.1, 0.5, 0.9):
+        x = torch.randn(16, 2, dtype=torch.float64, requires_grad=True)
+        v = path.schedule.values(torch.tensor(t, dtype=torch.float64))
+        d2 = ((x[:, None, :] - v.alpha * data[None]) ** 2).sum(-1)  # (16, 7)
+        log_p = torch.logsumexp(-d2 / (2 * v.sigma**2), 1) - math.log(7) - math.log(2 * math.pi * v.sigma**2)
+        (grad,) = torch.autograd.grad(log_p.sum(), x)
+        got = marginal.score(x.detach(), torch.full((16,), t, dtype=torch.float64))
+        torch.testing.assert_close(got, grad, rtol=1e-9, atol=1e-9)

@@ -179,30 +179,29 @@ def test_prior_log_prob_and_sample(sde) -> None:
 
 def test_euler_maruyama_weak_order_one() -> None:
     """Ornstein-Uhlenbeck dx = -x dt + dW from x0 = 1: E[x_1^2] = e^{-2} + (1 - e^{-2}) / 2.
-    EM's error in this second moment is O(h): the fitted slope over h = 1/4 .. 1/32 is ~1
-    (the exact EM moment recursion is used, so no sampling noise enters the fit)."""
+    The solver itself is run (2 million paths per step size, h = 1/4, 1/8, 1/16): its error in
+    this second moment is O(h), a fitted log-log slope of 1 (measured 1.1; Monte Carlo standard
+    error at most 6% of the smallest error). Each estimate also matches the exact EM moment
+    recursion E[(x - x h + sqrt(h) z)^2] = (1 - h)^2 E[x^2] + h within 5 standard errors."""
     truth = math.exp(-2) + (1 - math.exp(-2)) / 2
+    n_paths = 2_000_000
     errs, hs = [], []
-    for n in (4, 8, 16, 32):
+    for n in (4, 8, 16):
         h = 1 / n
-        m2 = 1.0
-        for _ in range(n):  # E[(x + (-x) h + sqrt(h) z)^2] = (1 - h)^2 E[x^2] + h
-            m2 = (1 - h) ** 2 * m2 + h
+        x = euler_maruyama(
+            lambda t, x: -x,
+            lambda t, x: 1.0,
+            torch.ones(n_paths, 1, dtype=D64),
+            TimeGrid.uniform(n),
+            torch.Generator().manual_seed(n),
+        ).x
+        m2 = float((x**2).mean())
+        recursion = 1.0
+        for _ in range(n):
+            recursion = (1 - h) ** 2 * recursion + h
+        se = math.sqrt(2 * recursion**2 / n_paths)
+        assert abs(m2 - recursion) < 5 * se, (n, m2, recursion)
         errs.append(abs(m2 - truth))
         hs.append(h)
     slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
-    assert abs(slope - 1) < 0.2
-    # and the solver reproduces the recursion's value by simulation (CLT, 5 SE)
-    n_paths = 40000
-    x = euler_maruyama(
-        lambda t, x: -x,
-        lambda t, x: 1.0,
-        torch.ones(n_paths, 1, dtype=D64),
-        TimeGrid.uniform(8),
-        torch.Generator().manual_seed(1),
-    ).x
-    m2_em = 1.0
-    for _ in range(8):
-        m2_em = (1 - 1 / 8) ** 2 * m2_em + 1 / 8
-    se = math.sqrt(2 * m2_em**2 / n_paths)
-    assert abs(float((x**2).mean()) - m2_em) < 5 * se
+    assert abs(slope - 1) < 0.25, slope

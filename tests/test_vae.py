@@ -292,6 +292,38 @@ def test_vqvae_training_lowers_the_loss(digits: torch.Tensor) -> None:
     assert 0 < float(out["usage"]) <= 1 and 1 <= float(out["perplexity"]) <= 16
 
 
+def test_vqvae_loss_weights_the_commitment_by_beta_and_trains_the_codes_on_the_codebook_term() -> None:
+    """VQVAE.loss = recon + ||sg(z_e) - e||^2 + beta ||z_e - sg(e)||^2 (van den Oord et al.):
+    the codes' gradient is the codebook term's alone, in closed form
+    d/de_k = 2 / (N D) sum_{i: k(i) = k} (e_k - z_e,i) (N vectors of D entries; the
+    reconstruction reaches no code through the straight-through estimator), and the encoder's
+    gradient is the reconstruction's plus beta times the commitment's."""
+    torch.manual_seed(0)
+    beta = 0.37
+    model = VQVAE((1, 8, 8), num_codes=6, code_dim=4, hidden=8, beta=beta).double()
+    model.codebook_initialised.fill_(True)  # keep the random codes (no first-batch initialisation)
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64) * 2 - 1
+    out = model.loss(x)
+    enc = list(model.encoder.parameters())
+    codebook = model.quantizer.codebook
+    grads = torch.autograd.grad(out["loss"], [*enc, codebook], retain_graph=True)
+    z_e = model._encode(x).detach()
+    flat = z_e.permute(0, 2, 3, 1).reshape(-1, 4)  # (N, D)
+    k = model.quantizer.nearest(z_e).reshape(-1)
+    expected = torch.zeros_like(codebook)
+    expected.index_add_(0, k, 2.0 * (codebook.detach()[k] - flat) / flat.numel())
+    torch.testing.assert_close(grads[-1], expected, rtol=1e-10, atol=1e-12)
+    # the encoder: recon + beta * commitment, each differentiated on its own
+    z_e = model._encode(x)
+    z_q_st, _, _, commitment = model.quantizer(z_e)
+    recon = torch.nn.functional.mse_loss(model._decode(z_q_st), x)
+    want = torch.autograd.grad(recon + beta * commitment, enc, retain_graph=True)
+    for got, w in zip(grads[:-1], want, strict=True):
+        torch.testing.assert_close(got, w, rtol=1e-10, atol=1e-12)
+    unweighted = torch.autograd.grad(recon + commitment, enc)
+    assert not all(torch.allclose(g, u) for g, u in zip(grads[:-1], unweighted, strict=True))
+
+
 # --------------------------------------------------------------------------------------
 # Bad input
 # --------------------------------------------------------------------------------------

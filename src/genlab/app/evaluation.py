@@ -36,7 +36,7 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
     the final score. Fixed seeds make the scores comparable across steps."""
     from genlab.metrics import compute_metrics
 
-    n = cfg.train.eval_n
+    n = cfg.train.eval_n or cfg.eval.n  # by default the final evaluation's number of samples
     image = isinstance(dataset, ImageDataset)
     digits = digits_classifier_applies(cfg.data)
     metric = cfg.train.eval_metric or ("fd" if digits else "w2")

@@ -30,7 +30,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (None: torch's default)
     eval_every: int = 0  # steps between evaluations keeping the best weights in best/ (0: never)
     eval_metric: str | None = None  # lower is better: w2, mmd, fd (None: fd for digits, else w2)
-    eval_n: int = 500  # samples per evaluation during training
+    eval_n: int | None = None  # samples per evaluation during training (None: eval.n, as the final score)
     device: str = "auto"  # auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps; the run records it
     precision: str = "fp32"  # fp32, bf16 or fp16: autocast around the losses (weights stay fp32)
     tf32: bool = True  # CUDA: TF32 tensor cores for float32 matmuls and convolutions
