@@ -12,6 +12,7 @@ from genlab.models.gan_losses import (
     GAN_LOSSES,
     clip_weights,
     cycle_consistency_loss,
+    density_ratio,
     gan_value,
     gradient_penalty,
     lsgan_d_loss,
@@ -582,3 +583,36 @@ def test_style_generator_with_equalized_lr():
         resolve_config("digits_stylegan", ["model.gan.mapping_lr_mul=0.01"])
     with pytest.raises(Exception, match="style generator"):
         resolve_config("digits_gan", ["model.gan.equalized_lr=true"]).model.build(DataInfo((1, 8, 8)))
+
+
+def test_density_ratio_from_the_optimal_and_a_trained_discriminator():
+    """p / q = D* / (1 - D*): exactly at D* = p / (p + q) for p = N(0, 1), q = N(1, 1.5^2);
+    and a discriminator trained by the minimax loss on samples (a quadratic logit, which holds
+    the true log ratio) recovers it within 10% on [-1.5, 2]."""
+    p, q = torch.distributions.Normal(0.0, 1.0), torch.distributions.Normal(1.0, 1.5)
+    x = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    d_star = optimal_discriminator(p.log_prob(x).exp(), q.log_prob(x).exp())
+    logit = torch.log(d_star) - torch.log1p(-d_star)
+    truth = (p.log_prob(x) - q.log_prob(x)).exp()
+    torch.testing.assert_close(density_ratio(logit), truth, rtol=1e-9, atol=0)
+    torch.testing.assert_close(d_star / (1 - d_star), truth, rtol=1e-9, atol=0)
+    torch.manual_seed(0)
+    coef = torch.zeros(3, requires_grad=True)  # l(x) = c0 + c1 x + c2 x^2
+    opt = torch.optim.Adam([coef], lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(1500):
+        real = torch.randn(512, generator=g)
+        fake = 1.0 + 1.5 * torch.randn(512, generator=g)
+
+        def logit_of(v):
+            return coef[0] + coef[1] * v + coef[2] * v**2
+
+        loss = minimax_d_loss(logit_of(real), logit_of(fake))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    grid = torch.linspace(-1.5, 2.0, 15)
+    with torch.no_grad():
+        est = density_ratio(coef[0] + coef[1] * grid + coef[2] * grid**2)
+    true = (p.log_prob(grid) - q.log_prob(grid)).exp()
+    assert float(((est - true).abs() / true).max()) < 0.1

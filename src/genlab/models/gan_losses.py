@@ -20,8 +20,10 @@ Notation: ``D(x) = sigmoid(l(x))`` is the discriminator's probability that ``x``
 
 For fixed densities p and q the minimax discriminator is optimal at ``D* = p / (p + q)``
 (:func:`optimal_discriminator`), where the value ``V(D*) = E_p log D* + E_q log(1 - D*)``
-(:func:`gan_value`) equals ``-log 4 + 2 JSD(p, q)`` (Goodfellow et al., 2014). For LSGAN the
-optimum is ``D* = (b p + a q) / (p + q)`` (Mao et al., 2017).
+(:func:`gan_value`) equals ``-log 4 + 2 JSD(p, q)`` (Goodfellow et al., 2014), and
+``D* / (1 - D*) = p / q``: a discriminator's logit estimates the log density ratio
+(:func:`density_ratio`). For LSGAN the optimum is ``D* = (b p + a q) / (p + q)`` (Mao et al.,
+2017).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "GAN_LOSSES",
     "clip_weights",
     "cycle_consistency_loss",
+    "density_ratio",
     "gan_value",
     "gradient_penalty",
     "lsgan_d_loss",
@@ -279,6 +282,14 @@ def optimal_discriminator(p_x: torch.Tensor, q_x: torch.Tensor) -> torch.Tensor:
         raise ValueError("p_x and q_x must be non-negative densities")
     total = p_x + q_x
     return torch.where(total > 0, p_x / total.clamp_min(torch.finfo(total.dtype).tiny), 0.5)
+
+
+def density_ratio(logits: torch.Tensor) -> torch.Tensor:
+    """The density ratio ``p(x) / q(x) = D(x) / (1 - D(x)) = exp(l(x))`` read off a discriminator's
+    logits ``l`` (Goodfellow et al., 2014; the basis of density-ratio estimation by
+    classification): exact at the optimal discriminator ``D* = p / (p + q)``, an estimate for a
+    trained one. Computed as ``exp(l)``, which stays finite where ``D`` rounds to 1."""
+    return torch.exp(_scores(logits, "logits"))
 
 
 def gan_value(
