@@ -41,6 +41,7 @@ SCRIPTS = (
     "toy2d",
     "ahead",
     "fewstep",
+    "adjoint",
     "schedulers",
     "flows",
     "families",
