@@ -616,3 +616,55 @@ def test_density_ratio_from_the_optimal_and_a_trained_discriminator():
         est = density_ratio(coef[0] + coef[1] * grid + coef[2] * grid**2)
     true = (p.log_prob(grid) - q.log_prob(grid)).exp()
     assert float(((est - true).abs() / true).max()) < 0.1
+
+
+class _LabelLogit(nn.Module):
+    """A discriminator whose logit is a_y for class y (whatever x): the cGAN value in closed form."""
+
+    def __init__(self, a: torch.Tensor) -> None:
+        super().__init__()
+        self.a = nn.Parameter(a.clone())
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.a[y] + 0 * x.flatten(1).sum(1)
+
+
+def test_conditional_gan_objective_scores_each_sample_with_its_own_label():
+    """cGAN (Mirza & Osindero 2014): L_D = E softplus(-l(x, y)) + E softplus(l(G(z, y), y)) and
+    L_G = E softplus(-l(G(z, y), y)) (non-saturating), each sample scored with its own label.
+    With l(x, y) = a_y the losses are closed forms in the batch's labels; a mix-up of labels
+    between the real and fake terms, or between samples, changes them."""
+    from genlab.models.gan import GAN
+
+    a = torch.tensor([-1.0, 0.5, 2.0])
+    model = GAN(MLPGenerator(4, 2, 8, 1, num_classes=3), _LabelLogit(a), (2,), latent_dim=4, num_classes=3)
+    x = torch.randn(6, 2)
+    y = torch.tensor([0, 0, 1, 2, 2, 2])
+    d = model.d_loss((x, y), torch.Generator().manual_seed(0))
+    sp = torch.nn.functional.softplus
+    torch.testing.assert_close(d["loss"], sp(-a[y]).mean() + sp(a[y]).mean())
+    g = model.g_loss((x, y), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(g["loss"], sp(-a[y]).mean())
+
+
+def test_style_mapping_normalises_z_and_noise_inputs_add_scaled_noise():
+    """The mapping network sees z / rms(z) (Karras et al. 2019), so w is the same for c z, c > 0;
+    a noise input adds s_c n with one n ~ N(0, 1) map shared by the channels: with s = 0 the
+    output is the noise-free one, and the per-channel difference is s_c times the same map."""
+    from genlab.networks.style import _NoiseInput
+
+    torch.manual_seed(0)
+    sg = StyleGenerator(6, 1, 8, w_dim=8, mapping_layers=2, base=4)
+    z = torch.randn(3, 6)
+    torch.testing.assert_close(sg.map(3.7 * z), sg.map(z))
+    noise = _NoiseInput(4)
+    with torch.no_grad():
+        noise.scale.copy_(torch.tensor([0.0, 0.5, 1.0, 2.0]).view(1, 4, 1, 1))
+    h = torch.randn(2, 4, 5, 5)
+    diff = noise(h, torch.Generator().manual_seed(1), True) - h
+    n = torch.randn((2, 1, 5, 5), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(diff, noise.scale * n)
+    assert torch.equal(noise(h, None, False), h)
+    for b in sg.blocks:  # with every scale at 0 the noise draws change nothing
+        b.noise.scale.data.zero_()
+    torch.testing.assert_close(sg(z, generator=torch.Generator().manual_seed(7)), sg(z, noise=False))
