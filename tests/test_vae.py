@@ -374,3 +374,19 @@ def test_bad_inputs_raise_value_errors() -> None:
         model.generate(2)
     with pytest.raises(ValueError, match="z_e"):
         model.quantizer(torch.zeros(2, 5, 4, 4))
+
+
+def test_kl_warmup_weights_the_kl_by_beta_times_the_share_of_warmup_steps_seen() -> None:
+    """loss = -(recon - beta min(1, k / W) kl) at the k-th training call (Bowman et al. 2016),
+    beta at every call after W; evaluation calls do not count; the count is in the state."""
+    torch.manual_seed(0)
+    vae = VAE((2,), latent_dim=2, hidden=8, beta=0.5, kl_warmup_steps=4)
+    x = torch.randn(16, 2)
+    for k in range(1, 7):
+        out = vae.loss(x, torch.Generator().manual_seed(k))
+        want = -(out["recon"] - 0.5 * min(1.0, k / 4) * out["kl"])
+        torch.testing.assert_close(out["loss"].detach(), want)
+    vae.eval()
+    vae.loss(x)
+    assert int(vae.state_dict()["kl_steps"]) == 6
+    assert "kl_steps" not in VAE((2,), latent_dim=2, hidden=8).state_dict()  # no state without warm-up

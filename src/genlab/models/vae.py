@@ -107,6 +107,9 @@ class VAE(LatentModel):
         encoder: optional module x -> (B, 2L) (means, then log-variances).
         decoder: optional module z -> (B, *data_shape) or (B, prod(data_shape)).
         iwae_k: importance samples K of :meth:`log_prob` (the IWAE bound).
+        kl_warmup_steps: the KL weight of the training loss rises linearly from beta / W to
+            beta over the first W training calls (Bowman et al. 2016; 0: none), which keeps
+            the posterior from collapsing onto the prior before the decoder learns to use z.
 
     >>> vae = VAE((2,), latent_dim=2, hidden=8)
     >>> vae.elbo(torch.randn(4, 2), torch.Generator().manual_seed(0)).shape
@@ -125,9 +128,15 @@ class VAE(LatentModel):
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
         iwae_k: int = 64,
+        kl_warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         self.iwae_k = check_positive_int(iwae_k, "iwae_k")
+        if isinstance(kl_warmup_steps, bool) or not isinstance(kl_warmup_steps, int) or kl_warmup_steps < 0:
+            raise ValueError(f"kl_warmup_steps must be an integer >= 0, got {kl_warmup_steps!r}")
+        self.kl_warmup_steps = kl_warmup_steps
+        if kl_warmup_steps:  # the count travels with the checkpoint, so a resumed run goes on
+            self.register_buffer("kl_steps", torch.zeros((), dtype=torch.long))
         self.data_shape = check_data_shape(data_shape)
         image = len(self.data_shape) == 3
         if latent_dim is None:
@@ -329,7 +338,12 @@ class VAE(LatentModel):
                 f"batch has sample shape {tuple(x.shape[1:])} but the model was built for {self.data_shape}"
             )
         recon, kl = self.elbo_terms(x, generator, 1)
-        loss = -(recon - self.beta * kl).mean()
+        beta: float | torch.Tensor = self.beta
+        if self.kl_warmup_steps and self.training:
+            steps: torch.Tensor = self.get_buffer("kl_steps")
+            steps.add_(1)  # a tensor op: no host synchronisation per step
+            beta = self.beta * (steps.clamp(max=self.kl_warmup_steps) / self.kl_warmup_steps).to(kl)
+        loss = -(recon - beta * kl).mean()
         return {
             "loss": loss,
             "recon": recon.mean().detach(),
@@ -393,6 +407,7 @@ class VAEOptions:
     decoder_std: float | None = None  # fixed std of the Gaussian decoder (None: learned)
     beta: float | None = None  # KL weight (None: 1)
     iwae_k: int = 64  # importance samples of the NLL estimate (metric nll)
+    kl_warmup_steps: int = 0  # KL weight rises linearly to beta over these training steps (0: none)
 
     def validate(self) -> None:
         check_min("model.ae.latent_dim", self.latent_dim, 1)
@@ -400,6 +415,7 @@ class VAEOptions:
         check_min("model.ae.decoder_std", self.decoder_std, 0.0, strict=True)
         check_min("model.ae.beta", self.beta, 0.0)
         check_min("model.ae.iwae_k", self.iwae_k, 1)
+        check_min("model.ae.kl_warmup_steps", self.kl_warmup_steps, 0)
         if self.likelihood == "bernoulli" and self.decoder_std is not None:
             raise ConfigError("model.ae.decoder_std applies to model.ae.likelihood=gaussian only")
 
@@ -427,6 +443,7 @@ class VAEConfig(FamilyConfig):
             decoder_std=ae.decoder_std,
             beta=1.0 if ae.beta is None else ae.beta,
             iwae_k=ae.iwae_k,
+            kl_warmup_steps=ae.kl_warmup_steps,
         )
 
 
