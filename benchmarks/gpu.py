@@ -68,6 +68,7 @@ FAMILY_CONFIGS = (
     "moons_diffusion",
     "moons_ddpm",
     "moons_cnf",
+    "moons_meanflow",
     "moons_realnvp",
     "moons_vae",
     "moons_gan",
@@ -77,6 +78,7 @@ FAMILY_CONFIGS = (
     "digits_cond",
     "digits_inpaint",
     "digits_diffusion",
+    "digits_ddpm",
     "digits_vae",
     "digits_vqvae",
     "digits_gan",
@@ -96,6 +98,7 @@ QUICK = [
     "model.net.base_channels=8",
     "model.flow_hidden=16",
     "model.cnf_steps=2",
+    "model.ae.prior_args={steps: 10, hidden: 8, layers: 2}",
     "sample.steps=4",
 ]
 

@@ -147,7 +147,7 @@ def test_coupling_and_guidance_errors(
     assert "[0, 9]" in error_of(["sample", str(cond_run), "--label", "12", "--out", out], capsys)
     assert "guidance" in error_of(["sample", str(cond_run), "--guidance", "-1", "--out", out], capsys)
     msg = error_of(["train", "moons_diffusion", "model.coupling=ot", "--out", str(tmp_path / "d")], capsys)
-    assert "model.coupling=ot is a setting of model.family=flow_matching, not of diffusion" in msg
+    assert "model.coupling=ot is a setting of model.family=flow_matching / meanflow, not of diffusion" in msg
     msg = error_of(["train", "moons_sb", "model.path=vp", "--out", str(tmp_path / "s")], capsys)
     assert "model.path=linear" in msg
     msg = error_of(

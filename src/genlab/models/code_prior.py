@@ -84,7 +84,7 @@ class PixelCNNPrior(nn.Module):
         self.train()
         with torch.enable_grad():
             for step in range(self.steps):
-                idx = torch.randint(codes.shape[0], (self.batch_size,), generator=gen)
+                idx = torch.randint(codes.shape[0], (self.batch_size,), generator=gen, device=gen.device)
                 loss = self.nll(codes[idx.to(codes.device)].to(param.device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
