@@ -72,9 +72,18 @@ FAMILY_RUNS = {
     "ddpm": ("moons_ddpm", [*TINY, "train.steps=20"]),
     "vae": ("moons_vae", [*TINY, "train.steps=20"]),
     "gan": ("moons_gan", [*GAN, "train.steps=20"]),
-    "meanflow": ("moons_meanflow", [*TINY, "train.steps=20"]),
+    # independent pairs: minibatch OT is solved per shard, not over the global batch (README)
+    "meanflow": ("moons_meanflow", [*TINY, "train.steps=20", "model.coupling=independent"]),
     "realnvp": ("moons_realnvp", [t for t in TINY if not t.startswith("model.")] + ["train.steps=20"]),
 }
+
+
+#: MeanFlow's loss goes through a JVP of the network: on one batch of 32 in float32 its gradient
+#: taken whole and as the mean of two halves of 16 (the same draws) differ by up to 4e-4 in
+#: relative terms on entries near 5e-8, which Adam's normalised steps turn into weight
+#: differences of about 7e-6 after 20 steps; the draws themselves agree exactly (the slicing
+#: tests below)
+TOLERANCE = {"meanflow": 2e-5}
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +156,8 @@ def test_two_processes_take_the_steps_of_one(name: str, ddp_runs: Path, tmp_path
     worst = max(float((one[k].double() - two[k].double()).abs().max()) for k in one)
     earlier = load_checkpoint(tmp_path / "one", step=18).tensors["model"]
     moved = max(float((one[k] - earlier[k]).abs().max()) for k in one)
-    assert worst < 1e-6 and moved > 1e-5, (worst, moved)  # the weights still move, and alike
+    tol = TOLERANCE.get(name, 1e-6)
+    assert worst < tol and moved > 1e-5, (worst, moved)  # the weights still move, and alike
 
 
 def test_the_checkpoint_of_a_two_process_run(ddp_runs: Path) -> None:
