@@ -668,3 +668,61 @@ def test_style_mapping_normalises_z_and_noise_inputs_add_scaled_noise():
     for b in sg.blocks:  # with every scale at 0 the noise draws change nothing
         b.noise.scale.data.zero_()
     torch.testing.assert_close(sg(z, generator=torch.Generator().manual_seed(7)), sg(z, noise=False))
+
+
+@torch.no_grad()
+def test_dcgan_generator_upsamples_by_the_adjoint_of_a_strided_convolution() -> None:
+    """Radford et al.'s generator: each "fractionally-strided" convolution is the adjoint of
+    the stride-2 convolution with the same kernel (<ConvT h, x> = <h, Conv x>, bias aside) and
+    doubles the side, (S - 1) 2 - 2 + 4 = 2S; BatchNorm makes every channel's batch mean 0 and
+    variance 1 in training (at its initial scale 1 and shift 0); tanh bounds the output."""
+    torch.manual_seed(0)
+    g = ConvGenerator(8, 1, 16, base=4).double()
+    cts = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(cts) == 2  # 4 -> 8 -> 16
+    side = 4
+    for ct in cts:
+        h = torch.randn(3, ct.in_channels, side, side, dtype=torch.float64)
+        out = ct(h) - ct.bias[None, :, None, None]
+        assert out.shape[-2:] == (2 * side, 2 * side)
+        x = torch.randn_like(out)
+        down = torch.nn.functional.conv2d(x, ct.weight, stride=2, padding=1)
+        assert float((out * x).sum()) == pytest.approx(float((h * down).sum()), rel=1e-10)
+        side *= 2
+    normed = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: normed.append(out))
+        for m in g.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    ]
+    g.train()
+    x = g(torch.randn(64, 8, dtype=torch.float64))
+    for h in hooks:
+        h.remove()
+    assert len(normed) == 3
+    for out in normed:
+        mean = out.mean(dim=(0, 2, 3))
+        var = out.var(dim=(0, 2, 3), unbiased=False)
+        assert float(mean.abs().max()) < 1e-10
+        assert torch.allclose(var, torch.ones_like(var), atol=1e-3)  # v / (v + 1e-5)
+    assert float(x.abs().max()) < 1.0
+
+
+def test_dcgan_discriminator_halves_the_side_with_strided_convolutions_and_leaky_relu() -> None:
+    """The discriminator: no pooling, stride-2 4x4 convolutions taking 16 -> 8 -> 4, each
+    followed by LeakyReLU(0.2), so that negative features pass with slope 0.2."""
+    d = ConvDiscriminator(1, 16, base=4)
+    convs = [m for m in d.features if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(convs) == 2
+    assert not any(isinstance(m, torch.nn.modules.pooling._MaxPoolNd) for m in d.modules())
+    sides, x = [], torch.randn(2, 1, 16, 16)
+    for m in d.features:
+        x = m(x)
+        if isinstance(m, torch.nn.Conv2d):
+            sides.append(x.shape[-1])
+    assert sides == [16, 8, 4]
+    acts = [m for m in d.features if isinstance(m, torch.nn.LeakyReLU)]
+    assert len(acts) == 3
+    v = torch.tensor([-2.0, 3.0])
+    for a in acts:
+        assert torch.equal(a(v), torch.tensor([-0.4, 3.0]))

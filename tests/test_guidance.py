@@ -153,3 +153,89 @@ def test_class_conditional_digits_samples_have_the_requested_label(tmp_path) -> 
     guided = evaluation.evaluate(run, n=300, metrics=["acc"], sample=sample)
     assert plain["metrics"]["acc"]["value"] > 0.7
     assert guided["metrics"]["acc"]["value"] > plain["metrics"]["acc"]["value"] - 0.02
+
+
+# ---------------------------------------------------------------- the guided CFM objective
+
+_POINTS = torch.tensor([[2.0, 0.0], [-1.0, 1.5], [-1.0, -1.5]], dtype=D64)  # class c sits at m_c
+
+
+class _OracleNet(torch.nn.Module):
+    """v(x, t, y) = (m_y - x) / (1 - t), the exact conditional field of the point mass of class
+    y on the linear path; at the null label ``uncond(x, t)``. Records the labels it was given."""
+
+    num_classes = 3
+
+    def __init__(self, uncond) -> None:
+        super().__init__()
+        self.uncond, self.seen = uncond, None
+        self.anchor = torch.nn.Parameter(torch.zeros((), dtype=D64))  # gives the model a dtype
+
+    def forward(self, x, t, y=None):
+        self.seen = y
+        null = y == NULL_LABEL
+        m = _POINTS[y.clamp(min=0)]
+        cond = (m - x) / (1 - t)[:, None]
+        return torch.where(null[:, None], self.uncond(x, t), cond)
+
+
+def _guided_loss(uncond, seed: int, n: int = 100_000, eta: float = 0.3):
+    net = _OracleNet(uncond)
+    model = FlowMatching(net, (2,), path=GaussianPath("linear"), label_dropout=eta)
+    y = torch.randint(3, (n,), generator=torch.Generator().manual_seed(seed))
+    loss = model.loss((_POINTS[y], y), torch.Generator().manual_seed(seed + 1))["loss"]
+    return loss, net.seen, y
+
+
+def test_guided_cfm_loss_is_the_cfm_loss_with_labels_dropped_at_rate_eta() -> None:
+    """Classifier-free training: E ||v(x_t, t, y~) - u_t(x_t | x_1)||^2 with y~ = y w.p. 1 - eta
+    and the null label otherwise. With the exact conditional field every kept row costs 0, so the
+    loss is the dropped rows' ||u_t(x_t | x_1) - 0||^2 / D summed over the batch, over B."""
+    zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    n, eta = 100_000, 0.3
+    loss, seen, y = _guided_loss(zero, 0, n, eta)
+    dropped = seen == NULL_LABEL
+    assert abs(float(dropped.double().mean()) - eta) < 5 * math.sqrt(eta * (1 - eta) / n)
+    assert torch.equal(seen[~dropped], y[~dropped])
+    # rebuild x_t and t from the same draws: the target of a dropped row is (m_y - x_t) / (1 - t)
+    model = FlowMatching(_OracleNet(zero), (2,), path=GaussianPath("linear"), label_dropout=eta)
+    g = torch.Generator().manual_seed(1)
+    pair = model.coupling.pair(_POINTS[y], g, y)
+    from genlab.paths.gaussian import T_END_GAP
+
+    t = (1.0 - T_END_GAP) * torch.rand(n, generator=g, dtype=D64)
+    xt = t[:, None] * pair.x1 + (1 - t[:, None]) * pair.x0
+    target = (_POINTS[y] - xt) / (1 - t)[:, None]
+    want = (dropped[:, None] * target**2).mean(1).mean()
+    assert float(loss) == pytest.approx(float(want), rel=1e-10)
+
+
+def test_guided_cfm_loss_trains_the_null_label_on_the_unconditional_marginal_field() -> None:
+    """At the null label the objective's minimiser is the marginal field of all classes: with
+    u the exact marginal velocity, L(u + delta) - L(u) = eta E ||delta||^2 / D (the cross term
+    has mean zero), for the same draws."""
+    from genlab.paths import EmpiricalMarginal
+
+    marginal = EmpiricalMarginal(GaussianPath("linear"), _POINTS)
+    delta = lambda x, t: 0.3 * torch.tanh(x) + 0.1  # noqa: E731
+    n, eta = 100_000, 0.3
+    base, seen, _ = _guided_loss(lambda x, t: marginal.velocity(x, t), 2, n, eta)
+    moved, _, _ = _guided_loss(lambda x, t: marginal.velocity(x, t) + delta(x, t), 2, n, eta)
+    # the rows that reached the null label, and their delta
+    extra = float(moved - base)
+    assert extra > 0
+    # E ||delta||^2 / D over the null rows, at the x_t they saw: recompute from the recorded draws
+    model = FlowMatching(_OracleNet(None), (2,), path=GaussianPath("linear"), label_dropout=eta)
+    y = torch.randint(3, (n,), generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(3)
+    pair = model.coupling.pair(_POINTS[y], g, y)
+    from genlab.paths.gaussian import T_END_GAP
+
+    t = (1.0 - T_END_GAP) * torch.rand(n, generator=g, dtype=D64)
+    xt = t[:, None] * pair.x1 + (1 - t[:, None]) * pair.x0
+    null = (seen == NULL_LABEL)[:, None]
+    d = delta(xt, t)
+    want = float((null * d**2).mean(1).mean())
+    cross = (null * 2 * d * (marginal.velocity(xt, t) - (pair.x1 - pair.x0))).mean(1)
+    assert extra == pytest.approx(want + float(cross.mean()), rel=1e-8)  # the algebra of the two losses
+    assert abs(float(cross.mean())) < 5 * float(cross.std()) / math.sqrt(n)  # the cross term's mean is 0

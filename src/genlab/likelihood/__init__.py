@@ -14,6 +14,7 @@ from genlab.likelihood.divergence import (
     divergence_hutchinson,
     make_probes,
 )
+from genlab.likelihood.fokker_planck import fokker_planck_rhs
 
 __all__ = [
     "DIVERGENCES",
@@ -24,6 +25,7 @@ __all__ = [
     "dequantize",
     "divergence_exact",
     "divergence_hutchinson",
+    "fokker_planck_rhs",
     "log_prob_ode",
     "make_probes",
 ]

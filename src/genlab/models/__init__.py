@@ -8,6 +8,7 @@ from genlab.models.flow_matching import FlowMatching
 from genlab.models.gan import GAN
 from genlab.models.latent import LatentModel
 from genlab.models.meanflow import MeanFlow
+from genlab.models.ncsn import ncsn_loss
 from genlab.models.pix2pix import Pix2Pix
 from genlab.models.realnvp import RealNVP
 from genlab.models.registry import FAMILIES, DataInfo, Family, FamilyConfig, register  # filled by the imports
@@ -35,5 +36,6 @@ __all__ = [
     "VQVAE",
     "VectorQuantizer",
     "gaussian_kl",
+    "ncsn_loss",
     "split_batch",
 ]

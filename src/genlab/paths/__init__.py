@@ -1,6 +1,7 @@
 """Probability paths: schedules, Gaussian conditional paths, couplings, exact marginals."""
 
 from genlab.paths.bridge import BridgePath
+from genlab.paths.chains import DDPMChain, NCSNChain
 from genlab.paths.corruptions import (
     CORRUPTIONS,
     AdditiveNoise,
@@ -17,6 +18,7 @@ from genlab.paths.couplings import (
     GaussianSource,
     IndependentCoupling,
 )
+from genlab.paths.diagonal import DiagonalGaussianPath
 from genlab.paths.gaussian import (
     DIVISION_GUARD,
     T_END_GAP,
@@ -50,6 +52,9 @@ COUPLINGS: dict[str, type[Coupling]] = {
 }
 
 __all__ = [
+    "DDPMChain",
+    "DiagonalGaussianPath",
+    "NCSNChain",
     "ReflowPairs",
     "CORRUPTIONS",
     "COUPLINGS",
