@@ -390,3 +390,44 @@ def test_kl_warmup_weights_the_kl_by_beta_times_the_share_of_warmup_steps_seen()
     vae.loss(x)
     assert int(vae.state_dict()["kl_steps"]) == 6
     assert "kl_steps" not in VAE((2,), latent_dim=2, hidden=8).state_dict()  # no state without warm-up
+
+
+class _FixedPosterior(nn.Module):
+    """An encoder whose q(z | x) = N(mu, diag exp(logvar)) is the same for every x."""
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        super().__init__()
+        self.mu, self.logvar = nn.Parameter(mu.clone()), nn.Parameter(logvar.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.mu, self.logvar]).expand(x.shape[0], -1)
+
+
+def test_reparameterised_gradient_of_the_reconstruction_term_is_the_exact_gradient() -> None:
+    """The reparameterisation trick: z = mu + sigma eps moves the parameters of q out of the
+    expectation, so the gradient of the k-draw average is unbiased for grad E_q[log p(x | z)].
+    For a linear decoder W z + b with std s the expectation is closed-form,
+    -(||x - W mu - b||^2 + sum_j ||W_:j||^2 sigma_j^2) / (2 s^2) + const, and the pathwise gradient
+    of 100000 draws matches its gradient in mu and logvar within 5 standard errors."""
+    g = _gen(7)
+    lat, dim, s = 3, 4, 0.7
+    mu, logvar = torch.randn(lat, generator=g, dtype=DT), 0.5 * torch.randn(lat, generator=g, dtype=DT)
+    dec = nn.Linear(lat, dim).double()
+    enc = _FixedPosterior(mu, logvar)
+    vae = VAE((dim,), latent_dim=lat, decoder_std=s, encoder=enc, decoder=dec).double()
+    x = torch.randn(1, dim, generator=g, dtype=DT)
+    k = 100_000
+    z = vae._draw(enc.mu[None], enc.logvar[None], k, _gen(8))  # (k, 1, L)
+    per_draw = vae._log_lik_many(x, z)[:, 0]  # (k,)
+    gmu_all, glv_all = torch.autograd.grad(per_draw.mean(), [enc.mu, enc.logvar])
+    w, b = dec.weight.detach(), dec.bias.detach()
+    # one draw's pathwise gradient, for the standard errors: d/dz = W^T (x - W z - b) / s^2,
+    # dz/dmu = 1, dz/dlogvar = sigma eps / 2
+    zd = z.detach()[:, 0]
+    dz = (x - zd @ w.T - b) @ w / s**2  # (k, L)
+    gm, gl = dz, dz * 0.5 * (zd - mu)
+    r = x[0] - w @ mu - b
+    exact_mu = w.T @ r / s**2
+    exact_logvar = -0.5 * (w**2).sum(0) * torch.exp(logvar) / s**2
+    assert torch.all((gmu_all - exact_mu).abs() < 5 * gm.std(0) / math.sqrt(k))
+    assert torch.all((glv_all - exact_logvar).abs() < 5 * gl.std(0) / math.sqrt(k))
