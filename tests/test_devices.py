@@ -26,6 +26,7 @@ import torch
 
 from genlab.app.builders import build_dataset, build_model, data_shape, training_sampler
 from genlab.app.config import ConfigError
+from genlab.app.datasets import prior_fit_data
 from genlab.app.runs import resolve_config
 from genlab.devices import DeviceError, autocast, make_generator, resolve_device, to_device
 from genlab.models import GaussianPathModel
@@ -159,8 +160,8 @@ def _data(cfg: Any, dataset: Any, device: torch.device) -> Any:
 def test_every_family_trains_samples_and_scores_on_a_second_device(case: tuple[str, list[str]]) -> None:
     name, over = case
     cfg, dataset, model = _build(name, over)
-    if hasattr(model, "fit_prior"):  # VQ-VAE: samples need the code prior of the training images
-        model.fit_prior(dataset.images[:16])
+    if getattr(model, "fits_prior", False):  # VQ-VAE, VAE: samples need the prior of the training data
+        model.fit_prior(prior_fit_data(dataset, next(model.parameters()))[:64])
     runs_on_cpu: dict[str, bool] = {}
     for sampler in _samplers(model):  # what the CPU accepts (some samplers refuse some paths)
         try:
@@ -183,8 +184,8 @@ def test_every_family_trains_samples_and_scores_on_a_second_device(case: tuple[s
     gen = make_generator(META, 0)
     batch = _data(cfg, dataset, META)
     _train_step(model, batch, gen)
-    if hasattr(model, "fit_prior"):  # VQ-VAE: the code prior comes from the training images
-        model.fit_prior(dataset.images[:16].to(META))
+    if getattr(model, "fits_prior", False):  # VQ-VAE, VAE: the prior comes from the training data
+        model.fit_prior(prior_fit_data(dataset, next(model.parameters()))[:64])
     model.eval()
     for sampler, ok in runs_on_cpu.items():
         if ok:

@@ -54,7 +54,7 @@ def test_every_family_trains_a_step_and_samples_at_the_size_of_the_data(family: 
         else [model.loss(batch, gen)["loss"]]
     )
     assert all(bool(torch.isfinite(loss)) for loss in losses)
-    if hasattr(model, "fit_prior"):
+    if getattr(model, "fits_prior", False):
         model.eval()
         model.fit_prior(data.images)
     kwargs = {"x0": model.coupling.inputs(batch, gen)} if getattr(model, "starts_from_inputs", False) else {}

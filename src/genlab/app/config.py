@@ -216,6 +216,7 @@ def build_config(
 LEGACY_DEFAULTS: dict[str | None, dict[str, Any]] = {
     None: {"model.net.time_scale": 1000.0},
     "vqvae": {"model.ae.prior": "independent"},  # the PixelCNN prior came later
+    "vae": {"model.ae.prior": "standard"},  # the fitted mixture prior came later
 }
 
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 
 from genlab.app.config import ConfigError, DataConfig
@@ -184,3 +185,17 @@ def read_standardization(run_dir: Path) -> Standardization | None:
         return None
     record = json.loads(path.read_text())
     return Standardization(tuple(record["mean"]), tuple(record["std"]))
+
+
+#: points drawn from a sampler-only data set (the 2D toys) to fit a prior to
+PRIOR_FIT_POINTS = 8192
+
+
+def prior_fit_data(dataset: Any, like: torch.Tensor) -> torch.Tensor:
+    """The training data a prior is fitted to, on ``like``'s device and dtype: the images or
+    rows of a finite data set, else PRIOR_FIT_POINTS seeded draws of a sampler."""
+    for name in ("images", "data"):
+        x = getattr(dataset, name, None)
+        if isinstance(x, torch.Tensor):
+            return x.to(like.device, like.dtype)
+    return dataset.sample(PRIOR_FIT_POINTS, torch.Generator().manual_seed(0)).to(like.device, like.dtype)

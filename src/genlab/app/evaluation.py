@@ -17,7 +17,7 @@ from genlab._atomic import atomic_write_json
 from genlab.app.builders import IMAGE_LEVELS
 from genlab.app.conditioning import run_conditioning
 from genlab.app.config import Config, ConfigError, SampleConfig
-from genlab.app.datasets import build_dataset, digits_classifier_applies, reference_kind
+from genlab.app.datasets import build_dataset, digits_classifier_applies, prior_fit_data, reference_kind
 from genlab.app.runs import STEPLESS_SAMPLERS, Run, as_run, generate, load_run, sample_settings
 from genlab.data.images import ImageDataset
 from genlab.devices import device_of, make_generator
@@ -51,10 +51,9 @@ def training_evaluator(cfg: Config, dataset: Any, model: Any, run_dir: Path) -> 
 
     def evaluate(current: Any) -> float:
         run.model, run.device = current, device_of(current)  # the trainer has moved it to its device
-        if hasattr(current, "fit_prior"):  # VQ-VAE: the code prior of the weights being scored
+        if getattr(current, "fits_prior", False):  # the prior of the weights being scored
             current.eval()
-            param = next(current.parameters())
-            current.fit_prior(dataset.images.to(param.device, param.dtype))
+            current.fit_prior(prior_fit_data(dataset, next(current.parameters())))
         x = generate(run, n, sample, cond=cond).x
         if metric == "fd":
             from genlab.metrics import frechet_digits_distance, get_digits_classifier

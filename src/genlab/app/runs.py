@@ -21,7 +21,7 @@ import yaml
 from genlab.app.builders import build_dataset, build_model, data_shape
 from genlab.app.conditioning import Conditioning, run_conditioning
 from genlab.app.config import Config, ConfigError, SampleConfig, build_config, load_config, saved_run_config
-from genlab.app.datasets import read_standardization
+from genlab.app.datasets import prior_fit_data, read_standardization
 from genlab.data.images import ImageDataset
 from genlab.data.tabular import Standardization
 from genlab.devices import DeviceError, make_generator, resolve_device
@@ -121,9 +121,9 @@ def load_run(
         raise ConfigError(f"checkpoint {ckpt.path} does not match its config's model ({first})") from None
     model.to(target).eval()
     ema = weights == "ema" or bool(ckpt.meta.get("ema", False))  # a best checkpoint says which it kept
-    if hasattr(model, "fit_prior") and not bool(model.prior_fitted):  # type: ignore[operator]
-        # a VQ-VAE run stopped before its code prior was fitted: fit it now, as training would
-        model.fit_prior(dataset.images.to(target, next(model.parameters()).dtype))  # type: ignore[operator]
+    if getattr(model, "fits_prior", False) and not bool(model.prior_fitted):  # type: ignore[operator]
+        # a run stopped before its prior was fitted: fit it now, as training would
+        model.fit_prior(prior_fit_data(dataset, next(model.parameters())))  # type: ignore[operator]
     scale = read_standardization(run_dir)
     return Run(cfg, model, dataset, ckpt.step, run_dir, ema, target, scale)
 

@@ -23,7 +23,7 @@ from genlab._atomic import atomic_write_text
 from genlab.app.builders import build_dataset, build_model, data_shape, training_sampler
 from genlab.app.conditioning import run_conditioning
 from genlab.app.config import Config, ConfigError, DataConfig, build_config, saved_run_config
-from genlab.app.datasets import STANDARDIZATION_FILE, standardized
+from genlab.app.datasets import STANDARDIZATION_FILE, prior_fit_data, standardized
 from genlab.app.evaluation import training_evaluator
 from genlab.app.locking import clear_run, run_lock
 from genlab.app.runs import load_run
@@ -123,8 +123,9 @@ def _train_locked(
             record = {"mean": list(scale.mean), "std": list(scale.std)}
             atomic_write_text(out / STANDARDIZATION_FILE, json.dumps(record, indent=1))
     result = trainer.fit(resume=resume)
-    if hasattr(model, "fit_prior"):  # VQ-VAE: the code prior, for the weights that will sample
-        _fit_code_prior(trainer, dataset)
+    if getattr(model, "fits_prior", False):  # VQ-VAE's code prior, a VAE's mixture prior
+        _fit_prior(trainer, dataset)  # every rank fits the same prior (seeded); rank 0 saves it
+        barrier(ctx)  # no rank reads the checkpoint while rank 0 rewrites it
     return result
 
 
@@ -192,13 +193,13 @@ def check_writable(out: Path, model: Any, cfg: Config) -> None:
         )
 
 
-def _fit_code_prior(trainer: Trainer, dataset: Any) -> None:
-    """Fit a VQ-VAE's code prior on the training images, with its weights and with the EMA
-    weights (each set of weights has its own encoder, hence its own code statistics), and
-    rewrite the final checkpoint with both."""
+def _fit_prior(trainer: Trainer, dataset: Any) -> None:
+    """Fit the prior of a two-stage model (a VQ-VAE's code prior, a VAE's mixture prior) on
+    the training data, with its weights and with the EMA weights (each set of weights has its
+    own encoder, hence its own latent statistics), and rewrite the final checkpoint with both."""
     model: Any = trainer.model
     param = next(model.parameters())
-    images = dataset.images.to(param.device, param.dtype)
+    images = prior_fit_data(dataset, param)
     was_training = model.training
     model.eval()
     model.fit_prior(images)

@@ -21,6 +21,12 @@ Networks (:mod:`genlab.models.coders`) are chosen by the data shape: an MLP for 
 Custom ``encoder`` (x -> (B, 2L): mean then log-variance) and ``decoder`` (z -> (B,
 *data_shape), reshaped if flat) modules may be passed instead, e.g. linear maps with known weights.
 
+Sampling prior (``prior``): ``standard`` samples z ~ N(0, I), the prior of training;
+``gmm`` fits a Gaussian mixture to the aggregate posterior after training (:meth:`VAE.fit_prior`,
+:mod:`genlab.models.latent_prior`) and samples from it. Once fitted, the ELBO and IWAE bounds
+use its log-density (the ELBO's KL then by Monte Carlo), so they bound the model that samples;
+training's loss always uses N(0, I) and the analytic KL.
+
 All log-densities are in nats, summed over the event dims and shaped (B,).
 """
 
@@ -43,6 +49,7 @@ from genlab._validate import (
     check_tensor,
     choose,
 )
+from genlab.devices import make_generator
 from genlab.models.base import Batch, split_batch
 from genlab.models.coders import (
     IMAGE_SIZES,
@@ -53,16 +60,24 @@ from genlab.models.coders import (
     check_image_shape,
 )
 from genlab.models.latent import LatentModel
+from genlab.models.latent_prior import GaussianMixturePrior
 from genlab.models.nets import NetConfig, check_net_kind
 from genlab.models.registry import DataInfo, Family, FamilyConfig, register
 
-__all__ = ["IMAGE_SIZES", "LIKELIHOODS", "VAE", "gaussian_kl"]
+__all__ = ["IMAGE_SIZES", "LIKELIHOODS", "SAMPLING_PRIORS", "VAE", "gaussian_kl"]
 
 #: observation models p(x | z) by name
 LIKELIHOODS: Mapping[str, str] = {
     "gaussian": "N(x; decoder(z), s^2 I)",
     "bernoulli": "Bernoulli((x + 1) / 2; sigmoid(decoder(z)))",
 }
+#: priors z is sampled from: the training prior, or a mixture fitted after training
+SAMPLING_PRIORS: Mapping[str, str] = {
+    "standard": "N(0, I)",
+    "gmm": "a Gaussian mixture fitted to the aggregate posterior after training",
+}
+#: draws of z ~ q(z | x) per training image that the mixture prior is fitted to
+PRIOR_DRAWS = 4
 #: draws of z per chunk in ``iwae_bound`` (bounds memory at chunk * B decoder passes)
 IWAE_CHUNK = 64
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -110,6 +125,8 @@ class VAE(LatentModel):
         kl_warmup_steps: the KL weight of the training loss rises linearly from beta / W to
             beta over the first W training calls (Bowman et al. 2016; 0: none), which keeps
             the posterior from collapsing onto the prior before the decoder learns to use z.
+        prior: "standard" (N(0, I)) or "gmm" (a mixture fitted after training, see the module).
+        prior_components: K of the "gmm" prior.
 
     >>> vae = VAE((2,), latent_dim=2, hidden=8)
     >>> vae.elbo(torch.randn(4, 2), torch.Generator().manual_seed(0)).shape
@@ -129,6 +146,8 @@ class VAE(LatentModel):
         decoder: nn.Module | None = None,
         iwae_k: int = 64,
         kl_warmup_steps: int = 0,
+        prior: str = "standard",
+        prior_components: int = 20,
     ) -> None:
         super().__init__()
         self.iwae_k = check_positive_int(iwae_k, "iwae_k")
@@ -173,6 +192,13 @@ class VAE(LatentModel):
             )
         self.encoder = encoder
         self.decoder = decoder
+        choose("prior", prior, SAMPLING_PRIORS)
+        self.prior = prior
+        #: the fitted mixture (its state keys start with "prior_", as the EMA copy expects)
+        self.prior_gmm: GaussianMixturePrior | None = None
+        if prior == "gmm":
+            self.prior_gmm = GaussianMixturePrior(prior_components, self.latent_dim)
+            self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
 
         self.log_std: nn.Parameter | None = None
         self.decoder_std: float | None = None
@@ -268,6 +294,44 @@ class VAE(LatentModel):
             raise ValueError(f"x and z must have the same batch size; got {x.shape[0]} and {z.shape[0]}")
         return self._log_lik_params(x, self.decode(z))
 
+    # -- the prior ----------------------------------------------------------------------
+    @property
+    def fits_prior(self) -> bool:
+        """Whether a prior is fitted after training (``prior="gmm"``; the app calls
+        :meth:`fit_prior`)."""
+        return self.prior_gmm is not None
+
+    @property
+    def uses_fitted_prior(self) -> bool:
+        if self.prior_gmm is None:
+            return False
+        fitted = self.get_buffer("prior_fitted")
+        return fitted.device.type == "meta" or bool(fitted)  # meta: no value to read, shapes alike
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of the prior in use: the fitted mixture once fitted, else N(0, I).
+        Shapes: z (..., L) -> (...)."""
+        if self.uses_fitted_prior:
+            assert self.prior_gmm is not None
+            return self.prior_gmm.log_prob(z)
+        return _std_normal_log_prob(z)
+
+    @torch.no_grad()
+    def fit_prior(self, x: torch.Tensor, batch_size: int = 512, iters: int = 200) -> list[float]:
+        """Fit the mixture prior to PRIOR_DRAWS draws of q(z | x) per image of ``x`` (N, *D)
+        (seeded, so a run refits the same prior). Returns EM's log-likelihood history."""
+        if self.prior_gmm is None:
+            raise ValueError("fit_prior needs prior='gmm' (model.ae.prior: gmm)")
+        self._check_x(x)
+        g = make_generator(x.device, 0)
+        draws = []
+        for start in range(0, x.shape[0], batch_size):
+            mu, logvar = self.encode(x[start : start + batch_size])
+            draws.append(self._draw(mu, logvar, PRIOR_DRAWS, g).reshape(-1, self.latent_dim))
+        history = self.prior_gmm.fit(torch.cat(draws), iters, torch.Generator().manual_seed(0))
+        self.get_buffer("prior_fitted").fill_(True)
+        return history
+
     # -- bounds -------------------------------------------------------------------------
     def _draw(
         self, mu: torch.Tensor, logvar: torch.Tensor, k: int, generator: torch.Generator | None
@@ -286,12 +350,17 @@ class VAE(LatentModel):
     def elbo_terms(
         self, x: torch.Tensor, generator: torch.Generator | None = None, k: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(E_q[log p(x | z)] estimated with k draws, analytic KL), each (B,)."""
+        """(E_q[log p(x | z)] estimated with k draws, KL(q(z | x) || p(z))), each (B,).
+
+        The KL is analytic against N(0, I); against a fitted mixture prior it is the average
+        of log q(z_k | x) - log p(z_k) over the same k draws."""
         k = check_positive_int(k, "k")
         mu, logvar = self.encode(x)
         z = self._draw(mu, logvar, k, generator)  # (k, B, L)
         recon = self._log_lik_many(x, z).mean(0)  # (B,)
-        return recon, gaussian_kl(mu, logvar)
+        if not self.uses_fitted_prior:
+            return recon, gaussian_kl(mu, logvar)
+        return recon, (_diag_normal_log_prob(z, mu, logvar) - self.log_prior(z)).mean(0)
 
     def elbo(self, x: torch.Tensor, generator: torch.Generator | None = None, k: int = 1) -> torch.Tensor:
         """ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || p(z)), reparameterised, k draws. -> (B,)."""
@@ -312,7 +381,7 @@ class VAE(LatentModel):
         log_w = []
         for start in range(0, k, chunk):
             z = self._draw(mu, logvar, min(chunk, k - start), generator)  # (c, B, L)
-            log_joint = self._log_lik_many(x, z) + _std_normal_log_prob(z)  # (c, B)
+            log_joint = self._log_lik_many(x, z) + self.log_prior(z)  # (c, B)
             log_w.append(log_joint - _diag_normal_log_prob(z, mu, logvar))
         return torch.logsumexp(torch.cat(log_w, 0), dim=0) - math.log(k)
 
@@ -337,7 +406,9 @@ class VAE(LatentModel):
             raise ValueError(
                 f"batch has sample shape {tuple(x.shape[1:])} but the model was built for {self.data_shape}"
             )
-        recon, kl = self.elbo_terms(x, generator, 1)
+        mu, logvar = self.encode(x)
+        recon = self._log_lik_many(x, self._draw(mu, logvar, 1, generator))[0]  # (B,)
+        kl = gaussian_kl(mu, logvar)  # training's prior is N(0, I) (a mixture is fitted after)
         beta: float | torch.Tensor = self.beta
         if self.kl_warmup_steps and self.training:
             steps: torch.Tensor = self.get_buffer("kl_steps")
@@ -364,6 +435,9 @@ class VAE(LatentModel):
 
         ``model.sample(n, generator=g)`` wraps this with the other families' interface."""
         n = check_positive_int(n, "n")
+        if self.uses_fitted_prior:
+            assert self.prior_gmm is not None
+            return self.decoder_mean(self.prior_gmm.sample(n, generator))
         p = self._param()
         z = torch.randn((n, self.latent_dim), generator=generator, dtype=p.dtype, device=p.device)
         return self.decoder_mean(z)
@@ -408,6 +482,8 @@ class VAEOptions:
     beta: float | None = None  # KL weight (None: 1)
     iwae_k: int = 64  # importance samples of the NLL estimate (metric nll)
     kl_warmup_steps: int = 0  # KL weight rises linearly to beta over these training steps (0: none)
+    prior: str = "gmm"  # sample z from: gmm (a mixture fitted after training) or standard (N(0, I))
+    prior_components: int = 20  # components of the gmm prior
 
     def validate(self) -> None:
         check_min("model.ae.latent_dim", self.latent_dim, 1)
@@ -416,6 +492,8 @@ class VAEOptions:
         check_min("model.ae.beta", self.beta, 0.0)
         check_min("model.ae.iwae_k", self.iwae_k, 1)
         check_min("model.ae.kl_warmup_steps", self.kl_warmup_steps, 0)
+        check_choice("model.ae.prior", self.prior, list(SAMPLING_PRIORS))
+        check_min("model.ae.prior_components", self.prior_components, 1)
         if self.likelihood == "bernoulli" and self.decoder_std is not None:
             raise ConfigError("model.ae.decoder_std applies to model.ae.likelihood=gaussian only")
 
@@ -444,6 +522,8 @@ class VAEConfig(FamilyConfig):
             beta=1.0 if ae.beta is None else ae.beta,
             iwae_k=ae.iwae_k,
             kl_warmup_steps=ae.kl_warmup_steps,
+            prior=ae.prior,
+            prior_components=ae.prior_components,
         )
 
 

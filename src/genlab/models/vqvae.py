@@ -227,6 +227,9 @@ class VQVAE(LatentModel):
             PixelCNNPrior(num_codes, self.grid_hw, **dict(prior_args or {})) if prior == "pixelcnn" else None
         )
 
+    #: a second stage fits the code prior after training (the app calls ``fit_prior``)
+    fits_prior = True
+
     @property
     def num_codes(self) -> int:
         return self.quantizer.num_codes
