@@ -119,14 +119,29 @@ SECTIONS: list[tuple[str, str, list[Entry]]] = [
             ),
             (
                 "compare_moons.json",
-                "`genlab compare` on moons: every 2D family, 30 s of training each",
+                "`genlab compare` on moons: every 2D family, 30 s of training each (issue 20)",
                 "compare",
-                "genlab compare moons moons_ot moons_diffusion moons_ddpm moons_cnf moons_realnvp "
+                "genlab compare moons moons_ot moons_meanflow moons_diffusion moons_ddpm moons_cnf moons_realnvp "
                 "moons_vae moons_gan moons_wgan_gp --budget 30s --seeds 3 --threads 1",
             ),
             (
+                "compare_digits120.json",
+                "`genlab compare` on digits: every image family, 120 s of training each (issue 20)",
+                "compare",
+                "genlab compare digits digits_diffusion digits_ddpm digits_vae digits_vqvae digits_gan "
+                "digits_stylegan --budget 120s --seeds 3 --threads 1 --metrics fd --n 359",
+            ),
+            (
+                "compare_digits_320steps.json",
+                "`genlab compare` on digits at 320 steps (what 45 s gave): the diffusion families against "
+                "flow matching (issue 20)",
+                "compare",
+                "genlab compare digits digits_diffusion digits_ddpm --budget 320steps --seeds 2 --threads 1 "
+                "--metrics fd",
+            ),
+            (
                 "compare_digits.json",
-                "`genlab compare` on digits, 45 s of training each",
+                "`genlab compare` on digits, 45 s of training each (the defaults before issue 20)",
                 "compare",
                 "genlab compare digits digits_diffusion digits_vae digits_vqvae digits_gan "
                 "--budget 45s --seeds 2 --threads 1 --metrics fd,w2",
