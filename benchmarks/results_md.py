@@ -121,8 +121,8 @@ SECTIONS: list[tuple[str, str, list[Entry]]] = [
                 "compare_moons.json",
                 "`genlab compare` on moons: every 2D family, 30 s of training each (issue 20)",
                 "compare",
-                "genlab compare moons moons_ot moons_meanflow moons_diffusion moons_ddpm moons_cnf moons_realnvp "
-                "moons_vae moons_gan moons_wgan_gp --budget 30s --seeds 3 --threads 1",
+                "genlab compare moons moons_ot moons_meanflow moons_diffusion moons_ddpm moons_cnf "
+                "moons_realnvp moons_vae moons_gan moons_wgan_gp --budget 30s --seeds 3 --threads 1",
             ),
             (
                 "compare_digits120.json",

@@ -580,7 +580,7 @@ def test_style_generator_with_equalized_lr():
     assert all(isinstance(b.conv, EqualizedConv2d) for b in g.blocks)
     assert gan.generate(5, torch.Generator().manual_seed(0)).shape == (5, 1, 8, 8)
     with pytest.raises(Exception, match="equalized_lr"):
-        resolve_config("digits_stylegan", ["model.gan.mapping_lr_mul=0.01"])
+        resolve_config("digits_stylegan", ["model.gan.equalized_lr=false", "model.gan.mapping_lr_mul=0.01"])
     with pytest.raises(Exception, match="style generator"):
         resolve_config("digits_gan", ["model.gan.equalized_lr=true"]).model.build(DataInfo((1, 8, 8)))
 
