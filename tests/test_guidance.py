@@ -12,6 +12,7 @@ from genlab.app.train import train
 from genlab.models import DDPM, Diffusion, FlowMatching
 from genlab.networks import MLPConfig, TimeMLP
 from genlab.paths import GaussianPath
+from genlab.paths.gaussian import T_END_GAP
 from genlab.paths.sde import make_sde
 from genlab.samplers.guidance import NULL_LABEL, GuidedNet, check_labels, drop_labels
 
@@ -187,6 +188,18 @@ def _guided_loss(uncond, seed: int, n: int = 100_000, eta: float = 0.3):
     return loss, net.seen, y
 
 
+def _rebuilt_path_points(
+    y: torch.Tensor, eta: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_t, t, x1 - x0) as ``FlowMatching.loss`` drew them from the generator seeded ``seed``."""
+    model = FlowMatching(_OracleNet(None), (2,), path=GaussianPath("linear"), label_dropout=eta)
+    g = torch.Generator().manual_seed(seed)
+    pair = model.coupling.pair(_POINTS[y], g, y)
+    t = (1.0 - T_END_GAP) * torch.rand(y.shape[0], generator=g, dtype=D64)
+    xt = t[:, None] * pair.x1 + (1 - t[:, None]) * pair.x0
+    return xt, t, pair.x1 - pair.x0
+
+
 def test_guided_cfm_loss_is_the_cfm_loss_with_labels_dropped_at_rate_eta() -> None:
     """Classifier-free training: E ||v(x_t, t, y~) - u_t(x_t | x_1)||^2 with y~ = y w.p. 1 - eta
     and the null label otherwise. With the exact conditional field every kept row costs 0, so the
@@ -198,13 +211,7 @@ def test_guided_cfm_loss_is_the_cfm_loss_with_labels_dropped_at_rate_eta() -> No
     assert abs(float(dropped.double().mean()) - eta) < 5 * math.sqrt(eta * (1 - eta) / n)
     assert torch.equal(seen[~dropped], y[~dropped])
     # rebuild x_t and t from the same draws: the target of a dropped row is (m_y - x_t) / (1 - t)
-    model = FlowMatching(_OracleNet(zero), (2,), path=GaussianPath("linear"), label_dropout=eta)
-    g = torch.Generator().manual_seed(1)
-    pair = model.coupling.pair(_POINTS[y], g, y)
-    from genlab.paths.gaussian import T_END_GAP
-
-    t = (1.0 - T_END_GAP) * torch.rand(n, generator=g, dtype=D64)
-    xt = t[:, None] * pair.x1 + (1 - t[:, None]) * pair.x0
+    xt, t, _ = _rebuilt_path_points(y, eta, 1)
     target = (_POINTS[y] - xt) / (1 - t)[:, None]
     want = (dropped[:, None] * target**2).mean(1).mean()
     assert float(loss) == pytest.approx(float(want), rel=1e-10)
@@ -225,17 +232,11 @@ def test_guided_cfm_loss_trains_the_null_label_on_the_unconditional_marginal_fie
     extra = float(moved - base)
     assert extra > 0
     # E ||delta||^2 / D over the null rows, at the x_t they saw: recompute from the recorded draws
-    model = FlowMatching(_OracleNet(None), (2,), path=GaussianPath("linear"), label_dropout=eta)
     y = torch.randint(3, (n,), generator=torch.Generator().manual_seed(2))
-    g = torch.Generator().manual_seed(3)
-    pair = model.coupling.pair(_POINTS[y], g, y)
-    from genlab.paths.gaussian import T_END_GAP
-
-    t = (1.0 - T_END_GAP) * torch.rand(n, generator=g, dtype=D64)
-    xt = t[:, None] * pair.x1 + (1 - t[:, None]) * pair.x0
+    xt, t, dx = _rebuilt_path_points(y, eta, 3)
     null = (seen == NULL_LABEL)[:, None]
     d = delta(xt, t)
     want = float((null * d**2).mean(1).mean())
-    cross = (null * 2 * d * (marginal.velocity(xt, t) - (pair.x1 - pair.x0))).mean(1)
+    cross = (null * 2 * d * (marginal.velocity(xt, t) - dx)).mean(1)
     assert extra == pytest.approx(want + float(cross.mean()), rel=1e-8)  # the algebra of the two losses
     assert abs(float(cross.mean())) < 5 * float(cross.std()) / math.sqrt(n)  # the cross term's mean is 0

@@ -35,8 +35,12 @@ from genlab.paths.sde import VESDE, VPSDE
 __all__ = ["DDPMChain", "NCSNChain"]
 
 
-def _steps(num_steps: object) -> int:
-    return check_positive_int(num_steps, "num_steps")
+def _grid(chain: str, sde: object, kind: type, num_steps: object) -> torch.Tensor:
+    """Check a chain's SDE and step count; its levels tau_i = i / N, i = 0..N (float64)."""
+    if not isinstance(sde, kind):
+        raise ValueError(f"{chain} needs a {kind.__name__} (its limit), got {type(sde).__name__}")
+    n = check_positive_int(num_steps, "num_steps")
+    return torch.arange(n + 1, dtype=torch.float64) / n
 
 
 class NCSNChain:
@@ -48,10 +52,8 @@ class NCSNChain:
     """
 
     def __init__(self, sde: VESDE, num_steps: int) -> None:
-        if not isinstance(sde, VESDE):
-            raise ValueError(f"NCSNChain needs a VESDE (the NCSN limit), got {type(sde).__name__}")
-        self.sde, self.num_steps = sde, _steps(num_steps)
-        tau = torch.arange(self.num_steps + 1, dtype=torch.float64) / self.num_steps
+        tau = _grid("NCSNChain", sde, VESDE, num_steps)
+        self.sde, self.num_steps = sde, len(tau) - 1
         self.sigmas = sde.sigma(tau)  # (N + 1,), sigma_0 = sigma_min
 
     def increment_std(self, i: int) -> float:
@@ -81,10 +83,8 @@ class DDPMChain:
     """
 
     def __init__(self, sde: VPSDE, num_steps: int) -> None:
-        if not isinstance(sde, VPSDE):
-            raise ValueError(f"DDPMChain needs a VPSDE (the DDPM limit), got {type(sde).__name__}")
-        self.sde, self.num_steps = sde, _steps(num_steps)
-        tau = torch.arange(self.num_steps + 1, dtype=torch.float64) / self.num_steps
+        tau = _grid("DDPMChain", sde, VPSDE, num_steps)
+        self.sde, self.num_steps = sde, len(tau) - 1
         betas = sde.beta(tau) / self.num_steps
         if float(betas.max()) >= 1.0:
             raise ValueError(
